@@ -1,0 +1,153 @@
+"""Command-line interface: parses arguments and calls library functions, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bayescellseg import __version__
+from bayescellseg.errors import BayesCellSegError
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from bayescellseg.io.check import check_dataset, format_report
+
+    report = check_dataset(args.path)
+    print(format_report(report))
+    return 1 if report.problems else 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from bayescellseg.train.config import load_train_config
+    from bayescellseg.train.trainer import train
+
+    overrides = {k: v for k, v in vars(args).items() if k in _TRAIN_OVERRIDES and v is not None}
+    config = load_train_config(args.config, overrides)
+    train(args.data, args.out, config, resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from bayescellseg.inference.batch import PredictOptions, predict_batch
+
+    options = PredictOptions(
+        n_samples=args.samples,
+        tta=args.tta,
+        device=args.device,
+        tile_size=args.tile,
+        overwrite=args.overwrite,
+        seed=args.seed,
+    )
+    summary = predict_batch(args.inputs, args.model, args.out, options)
+    return 1 if summary.n_failed else 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from bayescellseg.evaluate import evaluate_model, evaluate_predictions
+
+    if (args.pred is None) == (args.model is None):
+        raise SystemExit("evaluate: give either --pred DIR --truth PATH or --model DIR --data PATH")
+    if args.pred is not None:
+        if args.truth is None:
+            raise SystemExit("evaluate: --pred needs --truth")
+        evaluate_predictions(args.pred, args.truth, args.out, overwrite=args.overwrite)
+    else:
+        if not args.data:
+            raise SystemExit("evaluate: --model needs --data")
+        evaluate_model(
+            args.model, args.data, args.out, split=args.split, n_samples=args.samples,
+            tta=args.tta, overwrite=args.overwrite, limit=args.limit,
+        )
+    return 0
+
+
+_TRAIN_OVERRIDES = {
+    "preset", "method", "epochs", "batch_size", "base_channels", "depth", "lr", "seed",
+    "device", "crop", "n_members", "dropout_rate", "dropout_placement", "steps_per_epoch",
+    "cache_dir", "workers",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``bayescellseg`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="bayescellseg",
+        description="Nucleus segmentation with a Bayesian U-Net and measured uncertainty.",
+    )
+    parser.add_argument("--version", action="version", version=f"bayescellseg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="inspect datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    check = data_sub.add_parser("check", help="summarise a dataset folder and list its problems")
+    check.add_argument("path", type=Path, help="DSB2018 layout or folder of images + label images")
+    check.set_defaults(func=_cmd_data_check)
+
+    tr = sub.add_parser("train", help="train a Bayesian U-Net")
+    tr.add_argument("--data", type=Path, required=True, help="DSB2018 stage1_train layout")
+    tr.add_argument("--out", type=Path, required=True, help="model folder to create")
+    tr.add_argument("--config", type=Path, help="JSON training config (CLI flags override it)")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    tr.add_argument("--overwrite", action="store_true", help="start afresh in an existing OUT")
+    tr.add_argument("--preset", help="model preset, e.g. 'original'")
+    tr.add_argument("--method", choices=["deterministic", "mc_dropout", "variational", "ensemble"])
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int)
+    tr.add_argument("--batch-size", dest="batch_size", type=int)
+    tr.add_argument("--base-channels", dest="base_channels", type=int)
+    tr.add_argument("--depth", type=int)
+    tr.add_argument("--dropout-rate", dest="dropout_rate", type=float)
+    tr.add_argument("--dropout-placement", dest="dropout_placement", choices=["all", "decoder", "last_k"])
+    tr.add_argument("--n-members", dest="n_members", type=int)
+    tr.add_argument("--crop", type=int)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--device", help="cpu (default), cuda, cuda:1, ...")
+    tr.add_argument("--cache-dir", dest="cache_dir", type=Path, help="where decoded arrays are cached")
+    tr.add_argument("--workers", type=int, help="data-loader worker processes")
+    tr.set_defaults(func=_cmd_train)
+
+    pr = sub.add_parser("predict", help="segment images and report their uncertainty")
+    pr.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    pr.add_argument("--model", type=Path, default=None, help="model folder (default: bundled model)")
+    pr.add_argument("--out", type=Path, required=True, help="output folder")
+    pr.add_argument("--samples", type=int, default=None, help="stochastic samples T (default: model's)")
+    pr.add_argument("--tta", action="store_true", help="cross samples with the 8 flips/rotations")
+    pr.add_argument("--tile", type=int, default=512, help="tile size for large images")
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    pr.set_defaults(func=_cmd_predict)
+
+    ev = sub.add_parser("evaluate", help="score predictions: segmentation, calibration, uncertainty")
+    ev.add_argument("--pred", type=Path, help="folder written by 'predict'")
+    ev.add_argument("--truth", type=Path, help="DSB layout, label-image folder or Kaggle RLE CSV")
+    ev.add_argument("--model", type=Path, help="model folder: predict, then score")
+    ev.add_argument("--data", type=Path, nargs="+", help="dataset(s) to predict and score")
+    ev.add_argument("--split", default=None, help="'val' or 'train' to use the stored split of DSB2018")
+    ev.add_argument("--samples", type=int, default=None)
+    ev.add_argument("--tta", action="store_true")
+    ev.add_argument("--limit", type=int, default=None, help="score only the first N images")
+    ev.add_argument("--out", type=Path, required=True, help="report folder")
+    ev.add_argument("--overwrite", action="store_true")
+    ev.set_defaults(func=_cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bayescellseg`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (BayesCellSegError, FileExistsError, FileNotFoundError) as err:
+        print(f"bayescellseg: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bayescellseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Exceptions raised for bad user input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BayesCellSegError(Exception):
+    """Base class of the package's own errors."""
+
+
+class InputError(BayesCellSegError, ValueError):
+    """A user-supplied file or value cannot be used.
+
+    Args:
+        path: The file (or folder, or CSV row) the problem was found in.
+        problem: A short sentence saying what is wrong and, where useful, what is supported.
+    """
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
