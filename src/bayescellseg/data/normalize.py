@@ -49,6 +49,32 @@ def imaging_type(image: np.ndarray) -> ImagingType:
     return "brightfield" if (float(np.median(grey)) - lo) / (hi - lo) > 0.5 else "fluorescence"
 
 
+def normalization_params(
+    image: np.ndarray, mode: Mode = "auto", low: float = 1.0, high: float = 99.8
+) -> tuple[float, float, ImagingType]:
+    """The ``(p_low, p_high, imaging type)`` that :func:`normalize` uses for ``image``.
+
+    Computing them once on a whole image and applying them to crops with :func:`apply_normalization`
+    makes training crops look exactly like the same region at inference.
+    """
+    if mode not in ("auto", "fluorescence", "brightfield"):
+        raise ValueError(f"normalize: unknown mode {mode!r}")
+    a = np.asarray(image, dtype=np.float32)
+    kind: ImagingType = imaging_type(a) if mode == "auto" else mode
+    p_lo, p_hi = np.percentile(a, [low, high])
+    return float(p_lo), float(p_hi), kind
+
+
+def apply_normalization(image: np.ndarray, p_low: float, p_high: float, kind: ImagingType) -> np.ndarray:
+    """Scale ``(x - p_low) / (p_high - p_low)``, clip to [0, 1], invert for brightfield (new array)."""
+    a = np.asarray(image, dtype=np.float32)
+    scale = p_high - p_low
+    out = np.zeros_like(a) if scale < 1e-8 else np.clip((a - p_low) / scale, 0.0, 1.0)
+    if kind == "brightfield":
+        out = 1.0 - out
+    return out.astype(np.float32, copy=False)
+
+
 def normalize(image: np.ndarray, mode: Mode = "auto", low: float = 1.0, high: float = 99.8) -> np.ndarray:
     """Percentile-normalise an image so nuclei are bright.
 
@@ -61,16 +87,4 @@ def normalize(image: np.ndarray, mode: Mode = "auto", low: float = 1.0, high: fl
     Returns:
         A new (H, W, 3) float32 array in [0, 1]. A constant image becomes all zeros.
     """
-    if mode not in ("auto", "fluorescence", "brightfield"):
-        raise ValueError(f"normalize: unknown mode {mode!r}")
-    a = np.asarray(image, dtype=np.float32)
-    kind = imaging_type(a) if mode == "auto" else mode
-    p_lo, p_hi = np.percentile(a, [low, high])
-    scale = float(p_hi - p_lo)
-    if scale < 1e-8:
-        out = np.zeros_like(a)
-    else:
-        out = np.clip((a - p_lo) / scale, 0.0, 1.0)
-    if kind == "brightfield":
-        out = 1.0 - out
-    return out.astype(np.float32, copy=False)
+    return apply_normalization(image, *normalization_params(image, mode, low, high))

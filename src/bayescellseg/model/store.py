@@ -1,0 +1,209 @@
+"""Model folders: ``config.json`` + ``weights.safetensors`` (no pickle anywhere).
+
+``config.json``::
+
+    {"format_version": 1, "model": {...ModelConfig.to_dict()...},
+     "training": {...}, "postprocess": {...}, "temperature": 1.0, "review": {...}}
+
+Everything besides ``format_version`` and ``model`` is an *extra*: free-form JSON written by the
+trainer and the tuning steps (see :func:`update_extras`). The trainer may add other files to the
+folder (``train_log.csv``, ``training_curve.png``); they are not read here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+from bayescellseg.errors import InputError
+from bayescellseg.io.atomic import atomic_path, write_json_atomic
+from bayescellseg.model.build import build_model
+from bayescellseg.model.config import ModelConfig
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+_RESERVED = ("format_version", "model")
+
+
+@dataclass
+class LoadedModel:
+    """A network read from a model folder.
+
+    Attributes:
+        model: The network, in eval mode, sampling off, on the requested device.
+        config: Its architecture.
+        extras: Everything else in ``config.json`` (``training``, ``postprocess``, ...).
+    """
+
+    model: nn.Module
+    config: ModelConfig
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_extras(extras: dict[str, Any]) -> None:
+    clash = sorted(set(extras) & set(_RESERVED))
+    if clash:
+        raise ValueError(f"extras may not use the reserved key(s) {clash}")
+    try:
+        json.dumps(extras)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"extras must be JSON-serialisable: {err}") from err
+
+
+def _check_matches(model: nn.Module, config: ModelConfig) -> None:
+    expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
+    actual = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if expected != actual:
+        diff = sorted(set(expected) ^ set(actual)) or sorted(
+            k for k in expected if expected[k] != actual[k]
+        )
+        raise ValueError(f"model does not match its config (first differences: {diff[:5]})")
+
+
+def save_model(
+    directory: str | Path,
+    model: nn.Module,
+    config: ModelConfig,
+    extras: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a model folder (weights first, then ``config.json``; each file atomically).
+
+    Args:
+        directory: The folder (created if needed).
+        model: The network built from ``config`` (UNet or Ensemble; any device / memory format).
+        config: Its config.
+        extras: Extra JSON entries for ``config.json`` (``training``, ``postprocess``, ...).
+        overwrite: Replace existing files; otherwise an existing file raises FileExistsError
+            before anything is written.
+
+    Returns:
+        The folder path.
+
+    Raises:
+        ValueError: The model's parameters do not match ``config``, or extras are not JSON.
+        FileExistsError: A file exists and ``overwrite`` is False.
+    """
+    directory = Path(directory)
+    extras = dict(extras or {})
+    _check_extras(extras)
+    _check_matches(model, config)
+    paths = [directory / WEIGHTS_FILE, directory / CONFIG_FILE]
+    if not overwrite:
+        for path in paths:
+            if path.exists():
+                raise FileExistsError(f"{path}: already exists (pass overwrite=True to replace it)")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(paths[0], overwrite=overwrite) as tmp:
+        safetensors.torch.save_file(tensors, str(tmp), metadata={"format": "pt"})
+    doc = {"format_version": FORMAT_VERSION, "model": config.to_dict(), **extras}
+    write_json_atomic(paths[1], doc, overwrite=overwrite)
+    return directory
+
+
+def _read_config_doc(directory: Path) -> dict[str, Any]:
+    if not directory.is_dir():
+        raise InputError(directory, "model folder not found")
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise InputError(path, f"missing; a model folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(path, f"not valid JSON ({err})") from err
+    if not isinstance(doc, dict):
+        raise InputError(path, "must hold a JSON object")
+    version = doc.get("format_version")
+    if version != FORMAT_VERSION:
+        raise InputError(
+            path, f"unsupported format_version {version!r} (this version reads {FORMAT_VERSION})"
+        )
+    if "model" not in doc:
+        raise InputError(path, "has no 'model' entry")
+    return doc
+
+
+def read_model_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
+    """Read only ``config.json`` of a model folder.
+
+    Returns:
+        The model config and the extras.
+
+    Raises:
+        InputError: Missing folder or file, invalid JSON, unknown version or invalid config.
+    """
+    directory = Path(directory)
+    doc = _read_config_doc(directory)
+    try:
+        config = ModelConfig.from_dict(doc["model"])
+    except (TypeError, ValueError) as err:
+        raise InputError(directory / CONFIG_FILE, f"invalid model config: {err}") from err
+    extras = {k: v for k, v in doc.items() if k not in _RESERVED}
+    return config, extras
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model folder written by :func:`save_model`.
+
+    Args:
+        directory: The model folder.
+        device: Where to put the network.
+
+    Returns:
+        The network (eval mode, sampling off), its config and the extras.
+
+    Raises:
+        InputError: Missing or corrupt ``config.json`` / ``weights.safetensors``, or weights that
+            do not fit the config; the message names the file.
+    """
+    directory = Path(directory)
+    config, extras = read_model_config(directory)
+    path = directory / WEIGHTS_FILE
+    if not path.is_file():
+        raise InputError(path, "missing; the model folder has no weights")
+    try:
+        tensors = safetensors.torch.load_file(str(path), device="cpu")
+    except (safetensors.SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise InputError(path, f"corrupt or not a safetensors file ({err})") from err
+    model = build_model(config)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        problem = str(err).splitlines()[0:3]
+        raise InputError(
+            path, f"weights do not fit the config in {CONFIG_FILE}: {problem}"
+        ) from err
+    return LoadedModel(model=model.to(device).eval(), config=config, extras=extras)
+
+
+def update_extras(directory: str | Path, **extras: Any) -> dict[str, Any]:
+    """Add or replace extras in a model folder's ``config.json`` (atomic rewrite).
+
+    A value of None removes that key. Example:
+    ``update_extras(folder, temperature=1.3, postprocess={...})``.
+
+    Returns:
+        All extras after the update.
+
+    Raises:
+        InputError: The folder or its ``config.json`` is missing or invalid.
+        ValueError: A reserved key (``format_version``, ``model``) or non-JSON value.
+    """
+    directory = Path(directory)
+    doc = _read_config_doc(directory)
+    _check_extras({k: v for k, v in extras.items() if v is not None})
+    for key, value in extras.items():
+        if value is None:
+            doc.pop(key, None)
+        else:
+            doc[key] = value
+    write_json_atomic(directory / CONFIG_FILE, doc, overwrite=True)
+    return {k: v for k, v in doc.items() if k not in _RESERVED}
