@@ -24,7 +24,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from bayescellseg.train.trainer import train
 
     overrides = {k: v for k, v in vars(args).items() if k in _TRAIN_OVERRIDES and v is not None}
-    config = load_train_config(args.config, overrides)
+    config_path = args.config
+    stored = Path(args.out) / "training_config.json"
+    if args.resume and config_path is None and stored.is_file():
+        config_path = stored  # resume with the run's own settings (flags may still override)
+    config = load_train_config(config_path, overrides)
     train(args.data, args.out, config, resume=args.resume, overwrite=args.overwrite)
     return 0
 
@@ -45,28 +49,41 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from bayescellseg.evaluate import evaluate_model, evaluate_predictions
+    from bayescellseg.evaluate import EvaluateOptions, evaluate_model, evaluate_predictions
 
-    if (args.pred is None) == (args.model is None):
-        raise SystemExit("evaluate: give either --pred DIR --truth PATH or --model DIR --data PATH")
+    def usage(problem: str) -> int:
+        print(f"bayescellseg evaluate: error: {problem}", file=sys.stderr)
+        return 2
+
+    options = EvaluateOptions(seed=getattr(args, "seed", None) or 0, overwrite=args.overwrite)
     if args.pred is not None:
+        if args.model is not None or args.data:
+            return usage("give either --pred DIR --truth PATH, or --model DIR --data PATH")
         if args.truth is None:
-            raise SystemExit("evaluate: --pred needs --truth")
-        evaluate_predictions(args.pred, args.truth, args.out, overwrite=args.overwrite)
-    else:
-        if not args.data:
-            raise SystemExit("evaluate: --model needs --data")
-        evaluate_model(
-            args.model, args.data, args.out, split=args.split, n_samples=args.samples,
-            tta=args.tta, overwrite=args.overwrite, limit=args.limit,
-        )
+            return usage("--pred needs --truth (DSB folder, label-image folder or RLE CSV)")
+        evaluate_predictions(args.pred, args.truth, args.out, options=options)
+        return 0
+    if not args.data:
+        return usage("give either --pred DIR --truth PATH, or --model DIR --data PATH")
+    evaluate_model(
+        args.model,
+        args.data,
+        args.out,
+        split=args.split,
+        n_samples=args.samples,
+        tta=args.tta,
+        limit=args.limit,
+        device=getattr(args, "device", None) or "cpu",
+        options=options,
+    )
     return 0
 
 
 _TRAIN_OVERRIDES = {
     "preset", "method", "epochs", "batch_size", "base_channels", "depth", "lr", "seed",
     "device", "crop", "n_members", "dropout_rate", "dropout_placement", "steps_per_epoch",
-    "cache_dir", "workers",
+    "cache_dir", "workers", "val_limit", "scheduler", "weight_decay", "amp", "split",
+    "num_threads", "channels_last",
 }
 
 

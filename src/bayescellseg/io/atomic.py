@@ -11,9 +11,17 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _refuse_existing(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
+        raise FileExistsError(
+            f"{path}: already exists (pass overwrite=True / --overwrite to replace it)"
+        )
 
 
 @contextlib.contextmanager
@@ -31,9 +39,12 @@ def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     path = Path(path)
     _refuse_existing(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give outputs the usual mode
     try:
         yield tmp
         _refuse_existing(path, overwrite)
