@@ -65,17 +65,23 @@ def normalization_params(
     return float(p_lo), float(p_hi), kind
 
 
-def apply_normalization(image: np.ndarray, p_low: float, p_high: float, kind: ImagingType) -> np.ndarray:
+def apply_normalization(
+    image: np.ndarray, p_low: float, p_high: float, kind: ImagingType
+) -> np.ndarray:
     """Scale ``(x - p_low) / (p_high - p_low)``, clip to [0, 1], invert for brightfield (new array)."""
     a = np.asarray(image, dtype=np.float32)
     scale = p_high - p_low
-    out = np.zeros_like(a) if scale < 1e-8 else np.clip((a - p_low) / scale, 0.0, 1.0)
+    if scale < 1e-8:
+        return np.zeros_like(a)  # nothing to see (and no nuclei to make bright), in either mode
+    out = np.clip((a - p_low) / scale, 0.0, 1.0)
     if kind == "brightfield":
         out = 1.0 - out
     return out.astype(np.float32, copy=False)
 
 
-def normalize(image: np.ndarray, mode: Mode = "auto", low: float = 1.0, high: float = 99.8) -> np.ndarray:
+def normalize(
+    image: np.ndarray, mode: Mode = "auto", low: float = 1.0, high: float = 99.8
+) -> np.ndarray:
     """Percentile-normalise an image so nuclei are bright.
 
     Args:
@@ -85,6 +91,6 @@ def normalize(image: np.ndarray, mode: Mode = "auto", low: float = 1.0, high: fl
         high: Upper percentile mapped to 1.
 
     Returns:
-        A new (H, W, 3) float32 array in [0, 1]. A constant image becomes all zeros.
+        A new (H, W, 3) float32 array in [0, 1]. A constant image becomes all zeros (in every mode).
     """
     return apply_normalization(image, *normalization_params(image, mode, low, high))

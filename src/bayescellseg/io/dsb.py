@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from bayescellseg.errors import InputError
 from bayescellseg.io.images import read_image, read_raw
@@ -71,6 +72,45 @@ def mask_paths(sample_dir: Path) -> list[Path]:
     return paths
 
 
+def _mask_indices(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """Flat (C-order) indices of a mask's non-zero pixels.
+
+    Fast path for the usual 8-bit grey PNG masks: the size is checked on the header, and only the
+    bounding box of the nucleus (found by Pillow in C) is converted to numpy.
+    """
+    try:
+        with Image.open(path) as im:
+            if im.size != (shape[1], shape[0]):
+                raise InputError(
+                    path,
+                    f"mask size {im.size[0]}x{im.size[1]} differs from the image's "
+                    f"{shape[1]}x{shape[0]}",
+                )
+            if im.mode in ("L", "1"):
+                im.load()
+                bbox = im.getbbox()
+                if bbox is None:
+                    raise InputError(path, "mask is empty (no nucleus pixels)")
+                rows, cols = np.nonzero(np.asarray(im.crop(bbox)))
+                return (rows + bbox[1]) * shape[1] + (cols + bbox[0])
+    except InputError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        pass  # corrupt or unusual file: read_raw below decodes it or names the problem
+    m = read_raw(path)
+    if m.ndim == 3:
+        m = m[..., :3].max(axis=2)
+    if m.shape != shape:
+        raise InputError(
+            path,
+            f"mask size {m.shape[1]}x{m.shape[0]} differs from the image's {shape[1]}x{shape[0]}",
+        )
+    idx = np.flatnonzero(m)
+    if idx.size == 0:
+        raise InputError(path, "mask is empty (no nucleus pixels)")
+    return idx
+
+
 def read_masks(paths: list[Path], shape: tuple[int, int]) -> tuple[np.ndarray, int]:
     """Combine one-nucleus mask files into instance labels.
 
@@ -87,14 +127,7 @@ def read_masks(paths: list[Path], shape: tuple[int, int]) -> tuple[np.ndarray, i
     labels = np.zeros(shape[0] * shape[1], np.uint32)
     overlap = 0
     for i, path in enumerate(paths, start=1):
-        m = read_raw(path)
-        if m.ndim == 3:
-            m = m[..., :3].max(axis=2)
-        if m.shape != shape:
-            raise InputError(path, f"mask size {m.shape[1]}x{m.shape[0]} differs from the image's {shape[1]}x{shape[0]}")
-        idx = np.flatnonzero(m)
-        if idx.size == 0:
-            raise InputError(path, "mask is empty (no nucleus pixels)")
+        idx = _mask_indices(path, shape)
         taken = labels[idx] != 0
         n_taken = int(taken.sum())
         if n_taken:
@@ -102,6 +135,24 @@ def read_masks(paths: list[Path], shape: tuple[int, int]) -> tuple[np.ndarray, i
             idx = idx[~taken]
         labels[idx] = i
     return labels.reshape(shape), overlap
+
+
+def image_path(folder: Path, sample_id: str) -> Path:
+    """``<folder>/images/<id>.png``, or the only file in ``images/`` when named differently.
+
+    Raises:
+        InputError: no such image (or several candidates).
+    """
+    path = folder / "images" / f"{sample_id}.png"
+    if path.is_file():
+        return path
+    images = folder / "images"
+    candidates = (
+        sorted(p for p in images.iterdir() if not p.name.startswith(".")) if images.is_dir() else []
+    )
+    if len(candidates) != 1:
+        raise InputError(path, "image not found (expected <id>/images/<id>.png)")
+    return candidates[0]
 
 
 def read_dsb_sample(root: str | Path, sample_id: str) -> Sample:
@@ -112,12 +163,6 @@ def read_dsb_sample(root: str | Path, sample_id: str) -> Sample:
             mask, size mismatch, ...).
     """
     folder = Path(root) / sample_id
-    image_path = folder / "images" / f"{sample_id}.png"
-    if not image_path.is_file():
-        candidates = sorted((folder / "images").glob("*")) if (folder / "images").is_dir() else []
-        if len(candidates) != 1:
-            raise InputError(image_path, "image not found (expected <id>/images/<id>.png)")
-        image_path = candidates[0]
-    image = read_image(image_path)
+    image = read_image(image_path(folder, sample_id))
     labels, overlap = read_masks(mask_paths(folder), image.shape[:2])
     return Sample(id=sample_id, image=image, labels=labels, source=folder, n_overlap_pixels=overlap)

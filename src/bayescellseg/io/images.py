@@ -10,6 +10,7 @@ they are decoded (decompression-bomb protection).
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -40,25 +41,42 @@ def _check_size(path: Path, height: int, width: int) -> None:
         raise InputError(path, f"image has zero size ({width}x{height})")
 
 
-def _read_pil(path: Path) -> np.ndarray:
+def _bomb_error(path: Path, err: Exception) -> InputError:
+    """Our own message for Pillow's decompression-bomb refusal (raised before we see the size)."""
+    found = re.search(r"\((\d+) pixels\)", str(err))
+    declared = f"{int(found.group(1)):,} pixels" if found else "unknown size"
+    return InputError(
+        path,
+        f"declared image size ({declared}) exceeds the limit of {MAX_PIXELS:,} pixels; "
+        "refusing to decode it (possible decompression bomb)",
+    )
+
+
+def _read_pil(path: Path, palette_as_indices: bool = False) -> np.ndarray:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns above its own limit (~89 Mpx); our limit is checked on the header below.
+            # Far beyond it (> 2x Pillow's limit) Pillow raises DecompressionBombError in open().
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 width, height = im.size
                 _check_size(path, height, width)
                 n_frames = getattr(im, "n_frames", 1)
                 if n_frames > 1:
                     raise InputError(path, f"image has {n_frames} frames; {_SUPPORTED}")
-                if im.mode in ("P", "PA", "LA", "CMYK", "YCbCr", "1"):
+                if im.mode == "P" and palette_as_indices:
+                    pass  # label images: the palette index is the label
+                elif im.mode in ("P", "PA", "LA", "CMYK", "YCbCr", "1"):
                     im = im.convert("RGBA" if im.mode in ("P", "PA", "LA") else "RGB")
                 array = np.asarray(im)
     except InputError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise InputError(path, f"refused as a possible decompression bomb ({err})") from err
+    except Image.DecompressionBombError as err:
+        raise _bomb_error(path, err) from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise InputError(path, f"cannot decode image (corrupt or unsupported file): {err}") from err
+    if array.dtype.kind in "ui" and array.dtype.byteorder not in ("=", "|"):
+        array = array.astype(array.dtype.newbyteorder("="))  # e.g. Pillow's big-endian "I;16B"
     if array.dtype == np.int32:  # Pillow's mode "I" (16-bit PNGs may come this way)
         if array.min() < 0 or array.max() > 65535:
             raise InputError(path, "32-bit integer image; " + _SUPPORTED)
@@ -71,11 +89,17 @@ def _read_tiff(path: Path) -> np.ndarray:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             shape = tuple(int(s) for s in series.shape)
-            squeezed = tuple(s for s in shape if s != 1)
-            if len(squeezed) == 2:
-                _check_size(path, squeezed[0], squeezed[1])
-            elif len(squeezed) == 3 and squeezed[-1] in (3, 4):
-                _check_size(path, squeezed[0], squeezed[1])
+            plane, axes = shape, str(series.axes)
+            while len(plane) > 2 and plane[0] == 1:  # leading singleton axes (e.g. T=1, Z=1)
+                plane, axes = plane[1:], axes[1:]
+            if len(plane) == 3 and plane[-1] == 1:
+                plane, axes = plane[:2], axes[:2]
+            planar = len(plane) == 3 and axes[0] == "S" and plane[0] in (3, 4)  # RGB in planes
+            colour = len(plane) == 3 and axes[-1] == "S" and plane[-1] in (3, 4)
+            if len(plane) == 2 or colour:
+                _check_size(path, plane[0], plane[1])
+            elif planar:
+                _check_size(path, plane[1], plane[2])
             else:
                 raise InputError(
                     path,
@@ -88,14 +112,17 @@ def _read_tiff(path: Path) -> np.ndarray:
         raise
     except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as err:
         raise InputError(path, f"cannot decode TIFF (corrupt or unsupported file): {err}") from err
-    return np.squeeze(array)
+    array = array.reshape(plane)  # keeps a 1-pixel-high image 2D (np.squeeze would not)
+    return np.moveaxis(array, 0, -1) if planar else array
 
 
-def read_raw(path: str | Path) -> np.ndarray:
+def read_raw(path: str | Path, palette_as_indices: bool = False) -> np.ndarray:
     """Decode an image file into its native array (no scaling, no channel changes).
 
     Args:
         path: PNG, JPEG or TIFF file.
+        palette_as_indices: Return a palette ("P" mode) image's indices instead of its colours
+            (used for label images).
 
     Returns:
         (H, W) or (H, W, C) array in the file's dtype.
@@ -108,8 +135,10 @@ def read_raw(path: str | Path) -> np.ndarray:
         raise InputError(path, "file not found" if not path.exists() else "not a regular file")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
-        raise InputError(path, f"unsupported file type {suffix!r}; expected one of {IMAGE_SUFFIXES}")
-    return _read_tiff(path) if suffix in _TIFF else _read_pil(path)
+        raise InputError(
+            path, f"unsupported file type {suffix!r}; expected one of {IMAGE_SUFFIXES}"
+        )
+    return _read_tiff(path) if suffix in _TIFF else _read_pil(path, palette_as_indices)
 
 
 def to_rgb_float(array: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
@@ -174,8 +203,9 @@ def read_label_image(path: str | Path) -> np.ndarray:
     """Read an instance label image (0 = background).
 
     Args:
-        path: PNG or TIFF file with integer labels (8, 16 or 32-bit). An RGB(A) file is accepted
-            only when its colour channels are identical.
+        path: PNG or TIFF file with integer labels (8, 16 or 32-bit). A palette PNG gives its
+            palette indices. An RGB(A) file is accepted only when its colour channels are
+            identical.
 
     Returns:
         (H, W) uint32 array.
@@ -184,11 +214,16 @@ def read_label_image(path: str | Path) -> np.ndarray:
         InputError: unsupported dtype or shape, negative or non-integer values.
     """
     path = Path(path)
-    a = read_raw(path)
+    a = read_raw(path, palette_as_indices=True)
     if a.ndim == 3:
         rgb = a[..., :3]
-        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-            raise InputError(path, "label image has colour channels that differ; expected one integer label per pixel")
+        if not (
+            np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
+        ):
+            raise InputError(
+                path,
+                "label image has colour channels that differ; expected one integer label per pixel",
+            )
         a = rgb[..., 0]
     if a.ndim != 2:
         raise InputError(path, f"label image has shape {a.shape}; expected a 2D label image")
