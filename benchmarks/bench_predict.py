@@ -1,0 +1,164 @@
+"""Benchmark of stochastic inference: seconds per megapixel and peak memory vs T, with and without
+decoder-tail sharing, for a base-32 depth-4 U-Net with ``last_k`` MC dropout (random weights).
+
+Every configuration runs in its own subprocess so that its peak RSS (``ru_maxrss``) is its own.
+
+Usage::
+
+    python benchmarks/bench_predict.py                 # the T / sharing table on a 512x512 image
+    python benchmarks/bench_predict.py --big 4096      # plus the full Segmenter on 4096x4096, T=20
+    python benchmarks/bench_predict.py --threads 2 --last-k 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _run_one(args: argparse.Namespace) -> dict:
+    import numpy as np
+    import torch
+
+    from bayescellseg.inference.sampling import SamplingOptions, sample_image
+    from bayescellseg.model.build import build_model
+    from bayescellseg.model.config import ModelConfig
+
+    torch.set_num_threads(args.threads)
+    if args.method == "deterministic":
+        config = ModelConfig(base_channels=32, depth=4, method="deterministic")
+    else:
+        config = ModelConfig(
+            base_channels=32,
+            depth=4,
+            method="mc_dropout",
+            dropout_placement="last_k",
+            dropout_last_k=args.k,
+        )
+    model = build_model(config, seed=0).eval()
+    image = np.random.default_rng(0).uniform(size=(args.size, args.size, 3)).astype(np.float32)
+    options = SamplingOptions(n_samples=args.t, share=args.share == 1, seed=0)
+    sample_image(model, config, image[:64, :64], options, tile_size=512)  # warm-up
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        sample_image(model, config, image, options, tile_size=512)
+        times.append(time.perf_counter() - start)
+    seconds = min(times)
+    return {
+        "seconds": seconds,
+        "s_per_mpx": seconds / (args.size**2 / 1e6),
+        "rss_mb": _peak_rss_mb(),
+    }
+
+
+def _run_big(args: argparse.Namespace) -> dict:
+    import numpy as np
+    import torch
+
+    from bayescellseg.inference.segmenter import Segmenter
+    from bayescellseg.model.build import build_model
+    from bayescellseg.model.config import ModelConfig
+    from bayescellseg.model.store import save_model
+
+    torch.set_num_threads(args.threads)
+    config = ModelConfig(
+        base_channels=32, depth=4, method="mc_dropout", dropout_placement="last_k",
+        dropout_last_k=args.k,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model(Path(tmp) / "m", build_model(config, seed=0), config)
+        segmenter = Segmenter.load(Path(tmp) / "m")
+    rng = np.random.default_rng(0)
+    image = (rng.uniform(size=(args.size, args.size)) * 255).astype(np.uint8)
+    start = time.perf_counter()
+    result = segmenter.predict(image, n_samples=args.t, seed=0)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "s_per_mpx": seconds / (args.size**2 / 1e6),
+        "rss_mb": _peak_rss_mb(),
+        "n_nuclei": int(result.summary["n_nuclei"]),
+    }
+
+
+def _child(cmd: list[str]) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, *cmd], check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512, help="image side for the T table")
+    parser.add_argument("--samples", type=int, nargs="+", default=[1, 10, 20, 50])
+    parser.add_argument("--last-k", dest="last_k", type=int, nargs="+", default=[2])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--big", type=int, default=0, help="also run the Segmenter on BIGxBIG")
+    parser.add_argument("--big-samples", dest="big_samples", type=int, default=20)
+    parser.add_argument("--one", nargs=5, metavar=("METHOD", "K", "T", "SHARE", "SIZE"))
+    parser.add_argument("--one-big", dest="one_big", nargs=3, metavar=("K", "T", "SIZE"))
+    args = parser.parse_args()
+
+    if args.one:
+        method, k, t, share, size = args.one
+        ns = argparse.Namespace(
+            method=method, k=int(k), t=int(t), share=int(share), size=int(size),
+            threads=args.threads, repeats=args.repeats,
+        )  # fmt: skip
+        print(json.dumps(_run_one(ns)))
+        return
+    if args.one_big:
+        k, t, size = map(int, args.one_big)
+        ns = argparse.Namespace(k=k, t=t, size=size, threads=args.threads)
+        print(json.dumps(_run_big(ns)))
+        return
+
+    common = ["--threads", str(args.threads), "--repeats", str(args.repeats)]
+    base = _child(["--one", "deterministic", "0", "1", "1", str(args.size), *common])
+    print(f"{args.size}x{args.size} image, base 32, depth 4, {args.threads} thread(s), CPU\n")
+    print(
+        f"deterministic single pass: {base['s_per_mpx']:.2f} s/Mpx, "
+        f"peak RSS {base['rss_mb']:.0f} MB\n"
+    )
+    print("| dropout | T | shared tail | s / Mpx | x deterministic | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|")
+    for k in args.last_k:
+        for t in args.samples:
+            for share in (1, 0):
+                r = _child(
+                    ["--one", "mc_dropout", str(k), str(t), str(share), str(args.size)] + common
+                )
+                ratio = r["s_per_mpx"] / base["s_per_mpx"]
+                print(
+                    f"| last_k={k} | {t} | {'yes' if share else 'no'} | {r['s_per_mpx']:.2f} | "
+                    f"{ratio:.1f} | {r['rss_mb']:.0f} |",
+                    flush=True,
+                )
+    if args.big:
+        r = _child(
+            ["--one-big", str(args.last_k[0]), str(args.big_samples), str(args.big), "--threads",
+             str(args.threads)]
+        )  # fmt: skip
+        print(
+            f"\nSegmenter.predict on {args.big}x{args.big}, T={args.big_samples}, "
+            f"last_k={args.last_k[0]} (sampling + watershed + per-sample stability): "
+            f"{r['seconds']:.0f} s ({r['s_per_mpx']:.2f} s/Mpx), peak RSS {r['rss_mb']:.0f} MB, "
+            f"{r['n_nuclei']} objects"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""The user-facing predictor: image in, nuclei + per-pixel / per-nucleus / per-image uncertainty out.
+
+Example::
+
+    from bayescellseg.inference.segmenter import Segmenter
+
+    seg = Segmenter.load("models/nuclei")          # or Segmenter.load() for the bundled model
+    result = seg.predict(image, n_samples=20, tta=False, seed=0)
+    result.labels          # (H, W) uint32 nuclei
+    result.epistemic       # (H, W) mutual information in bits
+    result.summary["needs_review"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+import torch
+
+from bayescellseg.errors import InputError
+from bayescellseg.inference.sampling import (
+    SamplingOptions,
+    dequantize,
+    members_of,
+    sample_image,
+    samples_per_member,
+)
+from bayescellseg.model.config import ModelConfig
+from bayescellseg.postprocess.nuclei import NucleusRecord, ReviewThresholds, analyse_segmentation
+from bayescellseg.postprocess.watershed import WatershedParams, instances_from_maps
+
+#: Where the bundled pretrained model lives inside the package.
+PRETRAINED = ("pretrained", "nuclei")
+
+
+@dataclass(frozen=True)
+class Result:
+    """Segmentation and uncertainty of one image.
+
+    Attributes:
+        labels: (H, W) uint32 nuclei, 0 = background.
+        probability: (H, W) float32 mean foreground probability.
+        entropy: (H, W) float32 predictive entropy, bits (total uncertainty).
+        aleatoric: (H, W) float32 expected entropy, bits.
+        epistemic: (H, W) float32 mutual information, bits.
+        variance: (H, W) float32 variance of the foreground probability over samples.
+        contour: (H, W) float32 mean contour probability.
+        nuclei: Per-nucleus records (see :mod:`bayescellseg.postprocess.nuclei`).
+        summary: Per-image summary (``n_nuclei``, ``uncertainty``, ``predicted_quality``,
+            ``needs_review``, ``reasons``, ... plus ``n_samples`` and ``tta``).
+    """
+
+    labels: np.ndarray
+    probability: np.ndarray
+    entropy: np.ndarray
+    aleatoric: np.ndarray
+    epistemic: np.ndarray
+    variance: np.ndarray
+    contour: np.ndarray
+    nuclei: list[NucleusRecord] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def maps(self) -> dict[str, np.ndarray]:
+        """The per-pixel maps by name."""
+        names = ("probability", "entropy", "aleatoric", "epistemic", "variance", "contour")
+        return {name: getattr(self, name) for name in names}
+
+
+class _SampleSegmentations(Sequence):
+    """Lazy per-sample instance segmentations (computed on access, nothing kept)."""
+
+    def __init__(self, foreground: np.ndarray, contour: np.ndarray, params: WatershedParams):
+        self._fg, self._ct, self._params = foreground, contour, params
+
+    def __len__(self) -> int:
+        return len(self._fg)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return instances_from_maps(
+            dequantize(self._fg[index]), dequantize(self._ct[index]), self._params
+        )
+
+
+def as_float_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Raw image to (H, W, 3) float32 in [0, 1] (integers scaled by their dtype's range).
+
+    Args:
+        image: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA; uint8, uint16 or float.
+        name: How to name the image in errors.
+
+    Raises:
+        InputError: Unsupported shape or dtype, or non-finite values.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[..., :3]
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise InputError(
+            name, f"expected a 2-D grey (H, W) or colour (H, W, 3) image, got shape {arr.shape}"
+        )
+    if min(arr.shape[:2]) < 1:
+        raise InputError(name, f"empty image of shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if arr.dtype.kind == "u":
+        return (arr / np.float32(np.iinfo(arr.dtype).max)).astype(np.float32)
+    if arr.dtype.kind == "f":
+        out = arr.astype(np.float32)
+        if not np.isfinite(out).all():
+            raise InputError(name, "image contains NaN or infinite values")
+        return out
+    raise InputError(name, f"unsupported pixel type {arr.dtype}; use uint8, uint16 or float")
+
+
+def bundled_model_path() -> Path:
+    """Folder of the bundled pretrained nucleus model (it may be absent in a dev checkout)."""
+    return Path(str(resources.files("bayescellseg").joinpath(*PRETRAINED)))
+
+
+class Segmenter:
+    """A loaded model plus its post-processing settings, ready to predict.
+
+    Args:
+        model: The network (UNet or Ensemble), eval mode.
+        config: Its configuration.
+        extras: The model folder's extras (``postprocess``, ``temperature``, ``review``, ...).
+        source: Where it was loaded from (for provenance), if anywhere.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: ModelConfig,
+        extras: dict[str, Any] | None = None,
+        source: Path | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.config = config
+        self.extras = dict(extras or {})
+        self.source = source
+        where = str(source or "model")
+        self.params = WatershedParams.from_dict(
+            self.extras.get("postprocess") or {}, f"{where}: postprocess"
+        )
+        self.review = ReviewThresholds.from_dict(
+            self.extras.get("review") or {}, f"{where}: review"
+        )
+        temperature = self.extras.get("temperature", 1.0)
+        if temperature is None:
+            temperature = 1.0
+        if not isinstance(temperature, int | float) or not temperature > 0:
+            raise InputError(where, f"temperature must be a positive number, got {temperature!r}")
+        self.temperature = float(temperature)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "cpu") -> Segmenter:
+        """Load a model folder (``config.json`` + ``weights.safetensors``).
+
+        Args:
+            path: The model folder; None loads the bundled pretrained nucleus model.
+            device: ``cpu``, ``cuda``, ``cuda:1``, ...
+
+        Raises:
+            InputError: The folder is missing or invalid, or the bundled model is not installed.
+        """
+        from bayescellseg.model.store import load_model
+
+        if path is None:
+            folder = bundled_model_path()
+            if not (folder / "config.json").is_file():
+                raise InputError(
+                    folder,
+                    "the bundled pretrained model is not installed; pass a model folder "
+                    "(--model DIR) trained with 'bayescellseg train'",
+                )
+        else:
+            folder = Path(path)
+        try:
+            torch_device = torch.device(device)
+        except RuntimeError as err:
+            raise InputError("--device", f"unknown device {device!r} ({err})") from err
+        if torch_device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError("--device", f"{device!r} requested but CUDA is not available")
+        loaded = load_model(folder, device=torch_device)
+        return cls(loaded.model, loaded.config, loaded.extras, source=folder)
+
+    def n_samples(self, n_samples: int | None = None) -> int:
+        """The effective number of stochastic samples T for a requested ``n_samples``."""
+        members = len(members_of(self.model))
+        return sum(samples_per_member(self.config, members, n_samples))
+
+    def predict(
+        self,
+        image: np.ndarray,
+        n_samples: int | None = None,
+        tta: bool = False,
+        seed: int = 0,
+        tile_size: int = 512,
+    ) -> Result:
+        """Segment nuclei and measure uncertainty.
+
+        Args:
+            image: Raw (H, W) grey or (H, W, 3) colour image (uint8, uint16 or float in [0, 1]);
+                it is normalised with the model's ``normalization`` mode.
+            n_samples: Stochastic samples T (None: the model's default). Ignored by a
+                deterministic model; an ensemble without dropout always uses one pass per member.
+            tta: Cross every sample with the 8 flips / 90-degree rotations (8x slower).
+            seed: Seed of the samples; the same seed gives the same result.
+            tile_size: Images larger than this are processed in overlapping tiles.
+
+        Returns:
+            The labels, maps, nucleus records and image summary.
+        """
+        from bayescellseg.data.normalize import normalize
+
+        normalised = normalize(as_float_rgb(image), mode=self.config.normalization)
+        options = SamplingOptions(
+            n_samples=n_samples, tta=tta, seed=seed, temperature=self.temperature
+        )
+        samples = sample_image(self.model, self.config, normalised, options, tile_size=tile_size)
+        del normalised  # large images: free it before the per-sample segmentations
+        maps = samples.maps
+        labels = instances_from_maps(maps.probability, maps.contour, self.params)
+        map_dict = {
+            "probability": maps.probability,
+            "entropy": maps.entropy,
+            "epistemic": maps.epistemic,
+        }
+        n_total = samples.foreground.shape[0]
+        sample_labels = (
+            _SampleSegmentations(samples.foreground, samples.contour, self.params)
+            if n_total > 1
+            else None
+        )
+        records, summary = analyse_segmentation(
+            labels,
+            map_dict,
+            maps.probability > self.params.fg_threshold,
+            sample_labels,
+            self.review,
+        )
+        summary_dict = {**summary.to_dict(), "n_samples": n_total, "tta": bool(tta)}
+        return Result(
+            labels=labels,
+            probability=maps.probability,
+            entropy=maps.entropy,
+            aleatoric=maps.aleatoric,
+            epistemic=maps.epistemic,
+            variance=maps.variance,
+            contour=maps.contour,
+            nuclei=records,
+            summary=summary_dict,
+        )

@@ -1,0 +1,197 @@
+"""Stochastic sampling: shared vs naive passes, seeds, TTA, temperature, tiling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bayescellseg.inference.sampling import (
+    TTA_TRANSFORMS,
+    SamplingOptions,
+    inverse_transform,
+    sample_image,
+    sample_tile,
+    samples_per_member,
+    transform,
+)
+from bayescellseg.model.build import build_model
+from bayescellseg.model.config import ModelConfig
+
+torch.set_num_threads(1)
+
+
+def tiny(**changes) -> tuple[torch.nn.Module, ModelConfig]:
+    config = ModelConfig(base_channels=4, depth=2, n_samples=4, **changes)
+    return build_model(config, seed=3).eval(), config
+
+
+def image(shape=(40, 36), seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(size=(*shape, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"dropout_placement": "last_k", "dropout_last_k": 1},
+        {"dropout_placement": "last_k", "dropout_last_k": 2, "dropout_kind": "element"},
+        {"dropout_placement": "all"},
+        {"method": "variational", "posterior_rho_init": -2.0},
+        {"method": "ensemble", "n_members": 2, "dropout_placement": "decoder"},
+    ],
+)
+def test_shared_tail_equals_naive_loop(changes: dict) -> None:
+    model, config = tiny(**changes)
+    x = image()
+    # Shared deterministic part, all 5 samples' tails in one batch ...
+    shared = sample_tile(model, config, x, SamplingOptions(n_samples=5, max_batch_pixels=10**7))
+    # ... versus the full network run once per sample.
+    naive = sample_tile(
+        model, config, x, SamplingOptions(n_samples=5, share=False, max_batch_pixels=1)
+    )
+    assert shared.foreground.shape == (5, 40, 36)
+    np.testing.assert_allclose(shared.foreground, naive.foreground, atol=1e-5)
+    np.testing.assert_allclose(shared.contour, naive.contour, atol=1e-5)
+    np.testing.assert_allclose(shared.moments.probability, naive.moments.probability, atol=1e-5)
+    # The samples really differ (the test would be vacuous otherwise).
+    assert shared.foreground.std(axis=0).mean() > 1e-3
+
+
+def test_last_k_sharing_is_bit_exact_across_micro_batches() -> None:
+    model, config = tiny(dropout_placement="last_k", dropout_last_k=1)
+    x = image()
+    results = [
+        sample_tile(model, config, x, SamplingOptions(n_samples=6, share=s, max_batch_pixels=b))
+        for s, b in [(True, 10**7), (True, 2 * 40 * 36), (False, 1)]
+    ]
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0].foreground, other.foreground)
+
+
+def test_seed_reproducible_and_distinct() -> None:
+    model, config = tiny()
+    x = image()
+    a = sample_tile(model, config, x, SamplingOptions(n_samples=3, seed=1))
+    b = sample_tile(model, config, x, SamplingOptions(n_samples=3, seed=1))
+    c = sample_tile(model, config, x, SamplingOptions(n_samples=3, seed=2))
+    np.testing.assert_array_equal(a.foreground, b.foreground)
+    assert np.abs(a.foreground - c.foreground).max() > 1e-3
+    # The first samples of a longer run are the same samples.
+    d = sample_tile(model, config, x, SamplingOptions(n_samples=5, seed=1))
+    np.testing.assert_allclose(d.foreground[:3], a.foreground, atol=1e-6)
+
+
+def test_sampling_leaves_model_and_global_rng_untouched() -> None:
+    model, config = tiny()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    sample_tile(model, config, image(), SamplingOptions(n_samples=3))
+    np.testing.assert_array_equal(torch.rand(3), expected)
+    x = torch.from_numpy(image().transpose(2, 0, 1))[None]
+    with torch.no_grad():
+        np.testing.assert_array_equal(model(x), model(x))  # sampling switched back off
+
+
+def test_samples_per_member() -> None:
+    mc = ModelConfig(n_samples=20)
+    assert samples_per_member(mc, 1, None) == [20]
+    assert samples_per_member(mc, 1, 7) == [7]
+    det = ModelConfig(method="deterministic")
+    assert samples_per_member(det, 1, 50) == [1]
+    ens = ModelConfig(method="ensemble", n_members=3, dropout_rate=0.0)
+    assert samples_per_member(ens, 3, 50) == [1, 1, 1]
+    ens_do = ModelConfig(method="ensemble", n_members=3, dropout_rate=0.2, n_samples=4)
+    assert samples_per_member(ens_do, 3, 10) == [4, 3, 3]
+    assert samples_per_member(ens_do, 3, 2) == [1, 1, 1]  # at least one pass per member
+    assert samples_per_member(ens_do, 3, None) == [4, 4, 4]  # n_samples is per member
+
+
+def test_transforms_invert_and_form_the_dihedral_group() -> None:
+    x = torch.arange(2 * 5 * 7, dtype=torch.float32).reshape(1, 2, 5, 7)
+    outputs = set()
+    for k, flip in TTA_TRANSFORMS:
+        y = transform(x, k, flip)
+        assert y.shape[-2:] == ((5, 7) if k % 2 == 0 else (7, 5))
+        torch.testing.assert_close(inverse_transform(y, k, flip), x)
+        outputs.add(tuple(y.flatten().tolist()))
+    assert len(outputs) == 8
+
+
+def test_tta_average_is_equivariant() -> None:
+    # With a deterministic network and the full 8-element TTA, the averaged prediction of a
+    # transformed image is the transformed prediction of the original image.
+    model, config = tiny(method="deterministic")
+    x = image((32, 32))
+    opts = SamplingOptions(tta=True)
+    base = sample_tile(model, config, x, opts).moments.probability
+    flipped = sample_tile(model, config, x[:, ::-1].copy(), opts).moments.probability
+    rotated = sample_tile(model, config, np.rot90(x).copy(), opts).moments.probability
+    np.testing.assert_allclose(flipped, base[:, ::-1], atol=1e-5)
+    np.testing.assert_allclose(rotated, np.rot90(base), atol=1e-5)
+    # Without TTA the network itself is not equivariant, so the check above is not trivial.
+    plain = sample_tile(model, config, x, SamplingOptions()).moments.probability
+    plain_flipped = sample_tile(model, config, x[:, ::-1].copy(), SamplingOptions())
+    assert np.abs(plain_flipped.moments.probability - plain[:, ::-1]).max() > 1e-4
+    # TTA on a deterministic model spreads predictions -> some disagreement is measured.
+    assert sample_tile(model, config, x, opts).moments.second_moment.max() > 0
+
+
+def test_temperature_divides_foreground_logits() -> None:
+    model, config = tiny(method="deterministic")
+    x = image()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x.transpose(2, 0, 1))[None])[0]
+    out = sample_tile(model, config, x, SamplingOptions(temperature=2.0))
+    np.testing.assert_allclose(
+        out.moments.probability, torch.sigmoid(logits[0] / 2).numpy(), atol=1e-6
+    )
+    np.testing.assert_allclose(out.moments.contour, torch.sigmoid(logits[1]).numpy(), atol=1e-6)
+    assert out.foreground.shape == (1, 40, 36)  # deterministic: a single sample
+
+
+@pytest.mark.parametrize("method", ["deterministic", "mc_dropout"])
+def test_tiled_matches_whole(method: str) -> None:
+    # BatchNorm (fixed statistics at inference) makes the network translation-equivariant up to
+    # border effects, so tiles must reproduce the whole-image maps. (GroupNorm normalises over
+    # each tile's own extent; see test_tiling_with_groupnorm_is_close.)
+    model, config = tiny(method=method, dropout_placement="decoder", norm="batch")
+    x = image((128, 112), seed=5)
+    opts = SamplingOptions(n_samples=4)
+    whole = sample_image(model, config, x, opts, tile_size=512)
+    tiled = sample_image(model, config, x, opts, tile_size=64, overlap=16)
+    for name in ("probability", "entropy", "aleatoric", "epistemic", "variance", "contour"):
+        diff = np.abs(getattr(whole.maps, name) - getattr(tiled.maps, name))
+        assert diff.mean() < 0.005, (name, diff.mean())
+        assert np.percentile(diff, 99) < 0.05, (name, np.percentile(diff, 99))
+    # Per-sample maps (cut at tile cores): sample t is the same network in every tile.
+    per_diff = np.abs(whole.foreground.astype(int) - tiled.foreground.astype(int))
+    assert per_diff.mean() < 255 * 0.005
+    n_expected = 4 if method == "mc_dropout" else 1
+    assert tiled.foreground.dtype == np.uint8
+    assert tiled.foreground.shape == (n_expected, 128, 112)
+
+
+def test_tiling_with_groupnorm_is_close() -> None:
+    model, config = tiny(method="deterministic", norm="group")
+    x = image((128, 112), seed=5)
+    whole = sample_image(model, config, x, SamplingOptions(), tile_size=512)
+    tiled = sample_image(model, config, x, SamplingOptions(), tile_size=64, overlap=16)
+    diff = np.abs(whole.maps.probability - tiled.maps.probability)
+    assert diff.mean() < 0.05
+
+
+def test_image_maps_ranges_and_identity() -> None:
+    model, config = tiny(dropout_placement="all", dropout_rate=0.3)
+    samples = sample_image(model, config, image((50, 30)), SamplingOptions(n_samples=6))
+    maps = samples.maps
+    for name in ("probability", "entropy", "aleatoric", "epistemic", "contour"):
+        arr = getattr(maps, name)
+        assert arr.shape == (50, 30) and arr.dtype == np.float32
+        assert 0 <= arr.min() and arr.max() <= 1
+    assert maps.epistemic.max() > 0
+    np.testing.assert_allclose(maps.epistemic, maps.entropy - maps.aleatoric, atol=1e-6)
+    # Per-sample maps are the samples the moments were computed from (up to uint8 rounding).
+    per = samples.foreground.astype(np.float32) / 255
+    np.testing.assert_allclose(per.mean(axis=0), maps.probability, atol=1 / 255)
+    np.testing.assert_allclose(per.var(axis=0), maps.variance, atol=2 / 255)

@@ -1,0 +1,115 @@
+"""Segmenter: loading, maps, nuclei, summary, settings from the model folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bayescellseg.data.normalize import normalize
+from bayescellseg.errors import InputError
+from bayescellseg.inference.segmenter import Segmenter, as_float_rgb, bundled_model_path
+from tests.synthetic import synthetic_image, synthetic_labels
+
+MAPS = ("probability", "entropy", "aleatoric", "epistemic", "variance", "contour")
+
+
+@pytest.fixture
+def raw_image() -> np.ndarray:
+    labels = synthetic_labels((64, 72), n=6, seed=2)
+    return (synthetic_image(labels, seed=2) * 255).astype(np.uint8)
+
+
+def test_predict_maps_nuclei_and_summary(model_dir, raw_image) -> None:
+    seg = Segmenter.load(model_dir)
+    before = raw_image.copy()
+    result = seg.predict(raw_image, n_samples=4, seed=0)
+    np.testing.assert_array_equal(raw_image, before)
+    assert result.labels.shape == (64, 72) and result.labels.dtype == np.uint32
+    for name in MAPS:
+        arr = getattr(result, name)
+        assert arr.shape == (64, 72) and arr.dtype == np.float32, name
+        assert 0 <= arr.min() and arr.max() <= 1, name
+    np.testing.assert_allclose(result.epistemic, result.entropy - result.aleatoric, atol=1e-6)
+    assert result.epistemic.max() > 0  # 4 dropout samples disagree somewhere
+    ids = np.unique(result.labels)
+    assert [r.label for r in result.nuclei] == ids[ids > 0].tolist()
+    summary = result.summary
+    assert summary["n_samples"] == 4 and summary["tta"] is False
+    assert summary["n_nuclei"] == len(result.nuclei)
+    assert {"uncertainty", "predicted_quality", "needs_review", "reasons"} <= set(summary)
+    if result.nuclei:
+        assert all(0 <= r.stability <= 1 for r in result.nuclei)
+    # Same seed, same result; default T comes from the model config (3).
+    again = seg.predict(raw_image, n_samples=4, seed=0)
+    np.testing.assert_array_equal(again.probability, result.probability)
+    assert seg.predict(raw_image).summary["n_samples"] == 3
+
+
+def test_grey_and_rgb_inputs_agree(model_dir, raw_image) -> None:
+    seg = Segmenter.load(model_dir)
+    grey = raw_image[..., 0]
+    a = seg.predict(grey, n_samples=2)
+    b = seg.predict(np.repeat(grey[..., None], 3, axis=2), n_samples=2)
+    np.testing.assert_array_equal(a.probability, b.probability)
+    c = seg.predict(grey.astype(np.float32) / 255, n_samples=2)
+    np.testing.assert_allclose(c.probability, a.probability, atol=1e-5)
+
+
+def test_bad_images_raise_input_error(model_dir) -> None:
+    seg = Segmenter.load(model_dir)
+    with pytest.raises(InputError, match="shape"):
+        seg.predict(np.zeros((4, 8, 8), np.uint8))
+    with pytest.raises(InputError, match="NaN"):
+        seg.predict(np.full((8, 8), np.nan, np.float32))
+    assert as_float_rgb(np.full((2, 2), 65535, np.uint16)).max() == 1.0
+
+
+def test_temperature_and_postprocess_from_extras(model_factory, raw_image) -> None:
+    folder = model_factory({"temperature": 2.0}, method="deterministic")
+    seg = Segmenter.load(folder)
+    result = seg.predict(raw_image)
+    x = normalize(as_float_rgb(raw_image), mode=seg.config.normalization)
+    with torch.no_grad():
+        logits = seg.model(torch.from_numpy(x.transpose(2, 0, 1).copy())[None])[0]
+    np.testing.assert_allclose(result.probability, torch.sigmoid(logits[0] / 2).numpy(), atol=1e-5)
+    # Deterministic: one sample, no epistemic uncertainty, stability unknown (NaN).
+    assert result.summary["n_samples"] == 1
+    assert result.epistemic.max() == 0
+    assert all(np.isnan(r.stability) for r in result.nuclei)
+
+    strict = Segmenter.load(model_factory({"postprocess": {"fg_threshold": 0.999}}))
+    assert strict.params.fg_threshold == 0.999
+    assert strict.predict(raw_image, n_samples=2).labels.max() == 0
+
+
+def test_invalid_extras_are_reported(model_factory) -> None:
+    with pytest.raises(InputError, match="postprocess"):
+        Segmenter.load(model_factory({"postprocess": {"no_such_setting": 1}}))
+    with pytest.raises(InputError, match="temperature"):
+        Segmenter.load(model_factory({"temperature": -1}))
+
+
+def test_load_errors(tmp_path) -> None:
+    with pytest.raises(InputError, match="not found"):
+        Segmenter.load(tmp_path / "missing")
+    with pytest.raises(InputError, match="device"):
+        Segmenter.load(tmp_path, device="no-such-device")
+    if not (bundled_model_path() / "config.json").is_file():
+        with pytest.raises(InputError, match="bundled pretrained model"):
+            Segmenter.load(None)
+
+
+def test_ensemble_spreads_samples(model_factory, raw_image) -> None:
+    seg = Segmenter.load(model_factory(method="ensemble", n_members=2, dropout_rate=0.0))
+    result = seg.predict(raw_image, n_samples=10)
+    assert result.summary["n_samples"] == 2  # no dropout: one pass per member
+    assert result.epistemic.max() > 0  # members disagree
+
+
+def test_tiled_prediction_runs_and_matches_shape(model_dir) -> None:
+    labels = synthetic_labels((100, 90), n=10, seed=4)
+    raw = (synthetic_image(labels, seed=4) * 255).astype(np.uint8)
+    result = Segmenter.load(model_dir).predict(raw, n_samples=2, tile_size=48)
+    assert result.labels.shape == (100, 90)
+    assert result.probability.shape == (100, 90)

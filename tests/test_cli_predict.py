@@ -1,0 +1,35 @@
+"""`bayescellseg predict` end to end through the CLI entry point."""
+
+from __future__ import annotations
+
+import csv
+
+from bayescellseg.cli import main
+from tests.inference.conftest import make_model_dir
+from tests.inference.test_batch import write_images
+
+
+def test_cli_predict_exit_codes(tmp_path, capsys) -> None:
+    model = make_model_dir(tmp_path)
+    write_images(tmp_path / "in", n=2, corrupt=True)
+    out = tmp_path / "out"
+    args = ["predict", str(tmp_path / "in"), "--model", str(model), "--out", str(out)]
+    assert main([*args, "--samples", "2", "--tile", "32"]) == 1  # one corrupt image
+    printed = capsys.readouterr().out
+    assert "2 ok, 1 failed" in printed and "broken.png" in printed
+    with open(out / "summary.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 3
+    # Existing outputs: refused with exit code 2 and a clear message.
+    assert main([*args, "--samples", "2"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    # Only good images, overwrite: success.
+    good = ["predict", str(tmp_path / "in" / "img0.png"), "--model", str(model)]
+    assert main([*good, "--out", str(out), "--overwrite", "--samples", "2", "--tta"]) == 0
+
+
+def test_cli_predict_missing_model(tmp_path, capsys) -> None:
+    write_images(tmp_path / "in", n=1, corrupt=False)
+    code = main(["predict", str(tmp_path / "in"), "--model", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 2
+    assert "model folder not found" in capsys.readouterr().err
