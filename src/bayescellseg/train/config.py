@@ -1,0 +1,235 @@
+"""Training configuration: a JSON-serialisable dataclass and its loader (JSON file + CLI flags)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bayescellseg.errors import InputError
+
+SCHEDULERS = ("cosine", "onecycle")
+
+# Fields that may change between a run and its ``--resume`` without breaking it: they do not
+# change what is computed (device / amp do change floating point rounding, see docs).
+RESUMABLE_FIELDS = frozenset(
+    {"epochs", "device", "amp", "workers", "cache_dir", "val_limit", "progress", "num_threads"}
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run.
+
+    Attributes:
+        preset: Name of the model preset the model config started from (informational once the
+            config is resolved; ``model`` holds the full ``ModelConfig`` dict).
+        model: ``ModelConfig.to_dict()``; keys missing here take the ``ModelConfig`` defaults.
+        epochs: Number of epochs (per ensemble member).
+        steps_per_epoch: Optimiser steps per epoch; patches per epoch = steps * batch_size
+            (times the number of processes under ``torchrun``).
+        batch_size: Patches per step and process.
+        crop: Side of the square training patches in pixels.
+        lr: Peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        scheduler: ``cosine`` (linear warm-up then cosine decay) or ``onecycle``; both per step.
+        warmup_fraction: Fraction of all steps used for the warm-up of ``cosine`` and as
+            ``pct_start`` of ``onecycle``.
+        grad_clip: Clip the global gradient norm to this value (``0`` = off).
+        seed: Seed of everything random (weights, crops, augmentation, dropout). Ensemble member
+            ``k`` uses ``seed + 1000 * k``.
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        amp: Mixed precision; ``None`` = on for CUDA, off for CPU.
+        channels_last: Use the channels-last memory format (see ``benchmarks/bench_train.py``).
+        num_threads: ``torch.set_num_threads`` for CPU training; ``None`` leaves torch's default.
+        workers: Data-loader worker processes.
+        cache_dir: Where decoded training images are cached (``None`` = no cache).
+        augment: Random flips / rotations / intensity changes of the training patches.
+        split: Split JSON file (``None`` = the bundled DSB2018 stage1 split).
+        val_limit: Validate on at most this many of the split's val images per epoch
+            (``None`` = all of them).
+        contour_weight: Weight of the contour channel in the segmentation loss.
+        kl_weight: Final KL factor ``beta`` of the variational ELBO (1 = the true ELBO).
+        kl_anneal_epochs: Epochs over which the KL weight rises linearly from 0 to ``kl_weight``.
+        n_train: Number of training images that scales the KL term: the per-pixel data loss
+            gets ``beta * KL / (n_train * crop**2)`` (see ``train.loss.elbo_loss``);
+            ``None`` = number of training images.
+        progress: Show a tqdm progress bar.
+    """
+
+    preset: str | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 60
+    steps_per_epoch: int = 100
+    batch_size: int = 8
+    crop: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"
+    warmup_fraction: float = 0.05
+    grad_clip: float = 5.0
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool | None = None
+    channels_last: bool = False
+    num_threads: int | None = None
+    workers: int = 0
+    cache_dir: str | None = None
+    augment: bool = True
+    split: str | None = None
+    val_limit: int | None = None
+    contour_weight: float = 1.0
+    kl_weight: float = 1.0
+    kl_anneal_epochs: int = 5
+    n_train: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("epochs", "steps_per_epoch", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name} must be >= 1")
+        if self.crop < 16:
+            problems.append("crop must be >= 16")
+        if not self.lr > 0:
+            problems.append("lr must be > 0")
+        if self.scheduler not in SCHEDULERS:
+            problems.append(f"scheduler must be one of {', '.join(SCHEDULERS)}")
+        if not 0 <= self.warmup_fraction < 1:
+            problems.append("warmup_fraction must be in [0, 1)")
+        if self.workers < 0:
+            problems.append("workers must be >= 0")
+        if self.val_limit is not None and self.val_limit < 0:
+            problems.append("val_limit must be >= 0")
+        if self.n_train is not None and self.n_train < 1:
+            problems.append("n_train must be >= 1")
+        if self.kl_anneal_epochs < 0:
+            problems.append("kl_anneal_epochs must be >= 0")
+        if problems:
+            raise InputError("training config", "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (a deep copy)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | Path = "training config") -> TrainConfig:
+        """Build from a dict, refusing unknown keys.
+
+        Args:
+            data: As written by ``to_dict`` (missing keys take their defaults).
+            source: Named in error messages.
+
+        Raises:
+            InputError: Unknown keys or invalid values.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(source, f"unknown training config keys: {', '.join(unknown)}")
+        try:
+            return cls(**json.loads(json.dumps(data)))
+        except InputError as err:
+            raise InputError(source, err.problem) from None
+        except TypeError as err:
+            raise InputError(source, f"invalid training config: {err}") from None
+
+    def to_json(self) -> str:
+        """Indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str | Path = "training config") -> TrainConfig:
+        """Parse JSON text written by ``to_json``."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputError(source, f"not valid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise InputError(source, "a training config must be a JSON object")
+        return cls.from_dict(data, source)
+
+
+def _model_fields() -> set[str]:
+    from bayescellseg.model.config import ModelConfig
+
+    return {f.name for f in dataclasses.fields(ModelConfig)}
+
+
+def resolve_model_config(preset: str | None, model: dict[str, Any]) -> dict[str, Any]:
+    """Full ``ModelConfig`` dict: the preset (or the defaults), then ``model`` on top.
+
+    Raises:
+        InputError: Unknown preset or invalid model settings.
+    """
+    from bayescellseg.model.config import PRESETS, ModelConfig
+
+    if preset is not None and preset not in PRESETS:
+        raise InputError(
+            "training config",
+            f"unknown model preset {preset!r}; known: {', '.join(sorted(PRESETS))}",
+        )
+    try:
+        base = ModelConfig.from_dict(dict(PRESETS[preset]) if preset is not None else {}).to_dict()
+    except ValueError as err:
+        raise InputError("training config", f"invalid model preset {preset!r}: {err}") from None
+    unknown = sorted(set(model) - set(base))
+    if unknown:
+        raise InputError("training config", f"unknown model config keys: {', '.join(unknown)}")
+    try:
+        return ModelConfig.from_dict({**base, **model}).to_dict()
+    except InputError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise InputError("training config", f"invalid model config: {err}") from None
+
+
+def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Read a training config: the JSON file (if any), then ``overrides`` on top.
+
+    ``overrides`` are flat keys as the CLI passes them; keys that name ``ModelConfig`` fields
+    (``method``, ``base_channels``, ``dropout_rate``, ...) go into the model config, ``preset``
+    selects the model preset, anything else must be a ``TrainConfig`` field. The model config
+    is resolved against the preset, so the returned ``model`` dict is complete.
+
+    Args:
+        path: JSON training config, or ``None`` for the defaults.
+        overrides: Flat key -> value pairs; ``None`` values are ignored.
+
+    Returns:
+        The resolved config.
+
+    Raises:
+        InputError: Unreadable / invalid file, unknown keys or invalid values.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise InputError(path, f"cannot read the training config ({err.strerror})") from None
+        data = TrainConfig.from_json(text, path).to_dict()
+    source = path if path is not None else "training config"
+    model = dict(data.get("model", {}))
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
+    model_fields = _model_fields()
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            value = str(value)
+        if key in train_fields:
+            data[key] = value
+        elif key in model_fields:
+            model[key] = value
+        else:
+            raise InputError(source, f"unknown setting {key!r}")
+    if "preset" in overrides and overrides["preset"] is not None and path is not None:
+        # A preset on the command line replaces the file's model settings, except those that
+        # are overridden on the command line as well.
+        model = {k: v for k, v in model.items() if k in overrides}
+    data["model"] = resolve_model_config(data.get("preset"), model)
+    return TrainConfig.from_dict(data, source)

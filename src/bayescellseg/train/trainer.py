@@ -1,0 +1,758 @@
+"""Training loop: ``bayescellseg train``.
+
+Layout of the output folder (a model folder that :func:`bayescellseg.model.store.load_model`
+reads, plus training records)::
+
+    out/
+      config.json, weights.safetensors   best model so far (by validation DSB2018 score)
+      training_config.json               the TrainConfig, written at the start
+      train_log.csv, training_curve.png  one row / point per epoch
+      checkpoints/last.pt                full training state after the last finished epoch
+      checkpoints/member_<k>_best.pt     best weights of ensemble member k (ensembles only)
+
+Ensembles are trained member by member (sequentially), each member with its own seed
+(``seed + 1000 * k``) for crops, augmentation and dropout; weights are initialised by
+``build_model(model_config, seed)`` (member ``k`` with ``seed + k``). ``last.pt`` records the
+member in progress, so ``--resume`` continues an ensemble where it stopped. The model folder is
+written when the last member finishes, with the validation scores of the whole ensemble.
+
+Reproducibility: every epoch re-seeds torch's generator from ``(member seed, epoch, rank)`` and
+crop ``i`` of the run is fixed by ``(member seed, i)`` (see :class:`_EpochIndices`), so a run
+resumed from ``last.pt`` repeats the uninterrupted run bit for bit on the CPU (checked by the
+tests). A ``kill -9`` loses at most the epoch in progress: checkpoints are replaced atomically.
+
+Data parallelism: under ``torchrun`` every process trains on its own share of each epoch's
+crops (``batch_size`` per process and step), DDP averages the gradients, and only rank 0
+validates and writes files (see :mod:`bayescellseg.train.distributed`).
+
+Devices: CPU by default; ``device="cuda"`` trains with autocast (bf16 where supported, else fp16
+with a ``GradScaler``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bayescellseg.errors import InputError
+from bayescellseg.io.atomic import write_bytes_atomic, write_text_atomic
+from bayescellseg.io.dsb import Sample
+from bayescellseg.train import distributed as D
+from bayescellseg.train.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from bayescellseg.train.config import RESUMABLE_FIELDS, TrainConfig
+
+CHECKPOINT_FORMAT = 1
+LOG_COLUMNS = (
+    "member",
+    "epoch",
+    "loss",
+    "bce_fg",
+    "dice_fg",
+    "bce_contour",
+    "kl",
+    "kl_weight",
+    "val_dice",
+    "val_dsb",
+    "lr",
+    "seconds",
+    "patches_per_s",
+)
+# Files of ours that --overwrite may replace; nothing else in the folder is touched.
+_OWN_FILES = (
+    "config.json",
+    "weights.safetensors",
+    "training_config.json",
+    "train_log.csv",
+    "training_curve.png",
+)
+
+
+@dataclass(frozen=True)
+class _Runtime:
+    """Per-process settings derived from the config and the environment."""
+
+    ctx: D.DistContext
+    device: torch.device
+    amp: bool
+    amp_dtype: torch.dtype
+    scaler: bool  # fp16 needs loss scaling; bf16 does not
+
+
+@dataclass
+class _Run:
+    """What every stage of one training run needs."""
+
+    config: TrainConfig
+    model_cfg: Any  # ModelConfig
+    out_dir: Path
+    rt: _Runtime
+    train_samples: Sequence[Sample]
+    val_samples: Sequence[Sample]
+    provenance: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- public entry points
+
+
+def train(
+    data_root: str | Path,
+    out_dir: str | Path,
+    config: TrainConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Train a model on a DSB2018-layout folder with the stored train/val split.
+
+    Args:
+        data_root: DSB2018 ``stage1_train`` layout (``<id>/images/<id>.png`` + ``<id>/masks``).
+        out_dir: Model folder to create (see the module docstring for its contents).
+        config: Training settings (see :class:`TrainConfig`).
+        resume: Continue from ``out_dir/checkpoints/last.pt``.
+        overwrite: Start afresh in an existing ``out_dir`` (replaces this module's files only).
+
+    Returns:
+        ``out_dir``, a model folder loadable with ``load_model``.
+
+    Raises:
+        InputError: Bad data root, split, config, or an existing ``out_dir`` without
+            ``resume`` / ``overwrite``.
+    """
+    from bayescellseg.data.dataset import load_samples
+    from bayescellseg.data.split import DEFAULT_SPLIT, load_split
+
+    data_root, out_dir = Path(data_root), Path(out_dir)
+    if not data_root.is_dir():
+        raise InputError(data_root, "training data folder not found")
+    if resume:
+        config = _resumed_config(out_dir, config)
+    else:
+        _check_out_dir(out_dir, overwrite)
+    split_path = Path(config.split) if config.split is not None else DEFAULT_SPLIT
+    split = load_split(split_path)
+    missing = [i for i in split["train"] + split["val"] if not (data_root / i).is_dir()]
+    if missing:
+        raise InputError(
+            data_root,
+            f"{len(missing)} image IDs of the split {split_path.name} are "
+            f"missing here (e.g. {missing[0]}); is this DSB2018 stage1_train?",
+        )
+    val_ids = split["val"] if config.val_limit is None else split["val"][: config.val_limit]
+    cache = config.cache_dir
+    n_proc = max(1, min(8, os.cpu_count() or 1))
+    train_samples = load_samples(data_root, split["train"], cache_dir=cache, workers=n_proc)
+    val_samples = load_samples(data_root, val_ids, cache_dir=cache, workers=n_proc)
+    provenance = {
+        "data_root": str(data_root.resolve()),
+        "split_file": split_path.name,
+        "split_sha256": hashlib.sha256(split_path.read_bytes()).hexdigest(),
+        "n_train_images": len(train_samples),
+        "val_ids": list(val_ids),
+    }
+    return fit(train_samples, val_samples, config, out_dir, resume, overwrite, provenance)
+
+
+def fit(
+    train_samples: Sequence[Sample],
+    val_samples: Sequence[Sample],
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
+    """Train on in-memory samples (what :func:`train` calls; tests call it with synthetic data).
+
+    Args:
+        train_samples: Training images with instance labels.
+        val_samples: Validation images (whole images, validated with sampling off); may be
+            empty, then the last epoch counts as the best.
+        config: Training settings.
+        out_dir: Model folder.
+        resume: Continue from ``out_dir/checkpoints/last.pt``.
+        overwrite: Start afresh in an existing ``out_dir``.
+        provenance: Extra facts stored under ``extras["training"]`` (data root, split hash...).
+
+    Returns:
+        ``out_dir``.
+    """
+    from bayescellseg.model.config import ModelConfig
+
+    out_dir = Path(out_dir)
+    if not train_samples:
+        raise InputError(out_dir, "no training images")
+    rt = _runtime(config)
+    try:
+        state: dict[str, Any] | None = None
+        if resume:
+            config = _resumed_config(out_dir, config)
+            state = load_checkpoint(out_dir / "checkpoints" / "last.pt")
+        else:
+            _check_out_dir(out_dir, overwrite)
+        D.barrier(rt.ctx)  # every rank has checked the folder before rank 0 writes into it
+        if rt.ctx.is_main:
+            if not resume:
+                _clear_own_files(out_dir)
+            write_text_atomic(out_dir / "training_config.json", config.to_json(), overwrite=True)
+        model_cfg = ModelConfig.from_dict(config.model)
+        provenance = {
+            **(provenance or {}),
+            "git_commit": _git_commit(),
+            "world_size": rt.ctx.world_size,
+        }
+        history = list(state["history"]) if state else []
+        run = _Run(config, model_cfg, out_dir, rt, train_samples, val_samples, provenance, history)
+        _fit_all(run, state)
+    except BaseException:
+        D.shutdown(rt.ctx, wait=False)
+        raise
+    D.shutdown(rt.ctx)
+    return out_dir
+
+
+# ----------------------------------------------------------------------------- set-up helpers
+
+
+def _runtime(config: TrainConfig) -> _Runtime:
+    name = config.device.strip().lower()
+    if not (name == "cpu" or name == "cuda" or name.startswith("cuda:")):
+        raise InputError("--device", f"unknown device {config.device!r} (use cpu, cuda or cuda:N)")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device", "CUDA was asked for but torch sees no CUDA device")
+    ctx = D.init_distributed("cuda" if name.startswith("cuda") else "cpu")
+    if name == "cpu":
+        device = torch.device("cpu")
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
+        elif ctx.local_world_size > 1:
+            # processes share the cores: oversubscription makes gloo training crawl
+            torch.set_num_threads(max(1, (torch.get_num_threads()) // ctx.local_world_size))
+    elif ctx.enabled:
+        device = torch.device("cuda", ctx.local_rank)
+    else:
+        device = torch.device(name)
+    amp = device.type == "cuda" if config.amp is None else bool(config.amp)
+    if amp and device.type != "cuda":
+        amp = False  # CPU autocast is slower than float32 for these convolutions
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    dtype = torch.bfloat16 if bf16 else torch.float16
+    return _Runtime(ctx, device, amp, dtype, amp and not bf16)
+
+
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise InputError(
+            out_dir,
+            "already exists and is not empty; pass --resume to continue the "
+            "run saved there or --overwrite to start afresh",
+        )
+
+
+def _clear_own_files(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in _OWN_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    ckpt = out_dir / "checkpoints"
+    if ckpt.is_dir():
+        for f in ckpt.glob("*.pt"):
+            f.unlink()
+
+
+def _resumed_config(out_dir: Path, config: TrainConfig) -> TrainConfig:
+    """The stored config, with the fields that may change on resume taken from ``config``."""
+    stored_path = out_dir / "training_config.json"
+    if not (out_dir / "checkpoints" / "last.pt").is_file() or not stored_path.is_file():
+        raise InputError(
+            out_dir,
+            "nothing to resume here (no checkpoints/last.pt or "
+            "training_config.json); train without --resume first",
+        )
+    stored = TrainConfig.from_json(stored_path.read_text(encoding="utf-8"), stored_path)
+    new, old = config.to_dict(), stored.to_dict()
+    changed = sorted(k for k in old if k not in RESUMABLE_FIELDS and old[k] != new[k])
+    if changed:
+        raise InputError(
+            stored_path,
+            "--resume needs the same training settings; these differ "
+            f"from the stored run: {', '.join(changed)} (only "
+            f"{', '.join(sorted(RESUMABLE_FIELDS))} may change)",
+        )
+    return TrainConfig.from_dict({**old, **{k: new[k] for k in RESUMABLE_FIELDS}})
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _derived_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def member_seed(config: TrainConfig, member: int) -> int:
+    """Seed of ensemble member ``member`` (crops, augmentation, dropout)."""
+    return config.seed + 1000 * member
+
+
+def _members(model: nn.Module) -> list[nn.Module]:
+    members = getattr(model, "members", None)
+    return list(members) if isinstance(members, nn.ModuleList) else [model]
+
+
+def _make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in net.named_parameters():
+        # no weight decay on norms, biases, and variational posterior parameters
+        (no_decay if p.ndim <= 1 or "rho" in name else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def _make_scheduler(opt: torch.optim.Optimizer, config: TrainConfig):  # noqa: ANN202
+    total = config.epochs * config.steps_per_epoch
+    if config.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=config.lr, total_steps=total, pct_start=max(config.warmup_fraction, 1e-3)
+        )
+    warmup = int(round(config.warmup_fraction * total))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _kl_weight(config: TrainConfig, global_step: int) -> float:
+    if config.kl_anneal_epochs == 0:
+        return config.kl_weight
+    ramp = config.kl_anneal_epochs * config.steps_per_epoch
+    return config.kl_weight * min(1.0, (global_step + 1) / ramp)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def predict_maps(
+    nets: Sequence[nn.Module], image: np.ndarray, normalization: str, rt: _Runtime | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground and contour probabilities of a whole image, sampling off.
+
+    Ensembles average the members' probabilities. The U-Net pads the image internally.
+
+    Args:
+        nets: One network, or the members of an ensemble.
+        image: (H, W, 3) float32 image as read from disk (normalised here).
+        normalization: Mode for ``data.normalize.normalize``.
+        rt: Device / precision (default: CPU, float32).
+
+    Returns:
+        ``(foreground, contour)``, two (H, W) float32 arrays in [0, 1].
+    """
+    from bayescellseg.data.normalize import normalize
+    from bayescellseg.model.layers import sampling
+
+    device = rt.device if rt is not None else torch.device("cpu")
+    x = torch.from_numpy(np.ascontiguousarray(normalize(image, mode=normalization)))
+    x = x.permute(2, 0, 1)[None].to(device)
+    probs = torch.zeros((2, *image.shape[:2]), dtype=torch.float32, device=device)
+    for net in nets:
+        was_training = net.training
+        net.eval()
+        with (
+            sampling(net, False),
+            torch.autocast(
+                device.type,
+                dtype=rt.amp_dtype if rt else torch.bfloat16,
+                enabled=bool(rt and rt.amp),
+            ),
+        ):
+            probs += torch.sigmoid(net(x)[0].float())
+        net.train(was_training)
+    probs = (probs / len(nets)).cpu().numpy()
+    return probs[0], probs[1]
+
+
+def validate(
+    nets: Sequence[nn.Module],
+    samples: Sequence[Sample],
+    normalization: str,
+    rt: _Runtime | None = None,
+) -> dict[str, float]:
+    """Pixel Dice (foreground > 0.5) and DSB2018 score (default watershed) over whole images.
+
+    Returns:
+        ``{"dice", "dsb", "n_images"}``; scores are means over images (NaN without images).
+    """
+    from bayescellseg.metrics.matching import dsb_score
+    from bayescellseg.metrics.segmentation import pixel_dice
+    from bayescellseg.postprocess.watershed import instances_from_maps
+
+    dice, dsb = [], []
+    for sample in samples:
+        fg, contour = predict_maps(nets, sample.image, normalization, rt)
+        dice.append(pixel_dice(sample.labels > 0, fg > 0.5))
+        dsb.append(dsb_score(sample.labels, instances_from_maps(fg, contour)))
+    nan = float("nan")
+    return {
+        "dice": float(np.mean(dice)) if dice else nan,
+        "dsb": float(np.mean(dsb)) if dsb else nan,
+        "n_images": len(samples),
+    }
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class _EpochIndices(torch.utils.data.Sampler[int]):
+    """Indices ``epoch * L + rank, epoch * L + rank + world, ...`` below ``(epoch + 1) * L``.
+
+    The crop dataset spans the whole run (``epochs * L`` items, ``L`` = patches per epoch over
+    all processes), so its round robin over the training images carries on from one epoch to
+    the next (every image is used even when an epoch has fewer patches than there are images),
+    each item is fixed by its index alone, and the processes of a DDP job get disjoint shares.
+    """
+
+    def __init__(self, epoch: int, per_epoch: int, rank: int, world: int) -> None:
+        self.start, self.stop = epoch * per_epoch + rank, (epoch + 1) * per_epoch
+        self.world = world
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(range(self.start, self.stop, self.world))
+
+    def __len__(self) -> int:
+        return len(range(self.start, self.stop, self.world))
+
+
+def _loader(dataset: Any, epoch: int, config: TrainConfig, rt: _Runtime) -> Any:
+    per_epoch = config.steps_per_epoch * config.batch_size * rt.ctx.world_size
+    sampler = _EpochIndices(epoch, per_epoch, rt.ctx.rank, rt.ctx.world_size)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        drop_last=True,
+        pin_memory=rt.device.type == "cuda",
+    )
+
+
+_LOSS_PARTS = ("total", "bce_fg", "dice_fg", "bce_contour", "kl")
+
+
+def _train_epoch(
+    run: _Run,
+    ddp_net: nn.Module,
+    loader: Any,
+    optim: tuple[torch.optim.Optimizer, Any, Any],
+    first_step: int,
+    desc: str,
+) -> dict[str, float]:
+    from tqdm.auto import tqdm
+
+    from bayescellseg.model.layers import kl_divergence
+    from bayescellseg.train.loss import elbo_loss, segmentation_loss
+
+    config, rt = run.config, run.rt
+    opt, sched, scaler = optim
+    n_train = config.n_train or len(run.train_samples)
+    net = D.unwrap_model(ddp_net)
+    variational = getattr(getattr(net, "config", None), "method", None) == "variational"
+    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
+    ddp_net.train()
+    sums = torch.zeros(len(_LOSS_PARTS), dtype=torch.float64, device=rt.device)
+    zero = torch.zeros((), device=rt.device)
+    t0 = time.perf_counter()
+    bar = tqdm(
+        total=config.steps_per_epoch,
+        desc=desc,
+        unit="step",
+        leave=False,
+        disable=not (config.progress and rt.ctx.is_main),
+        dynamic_ncols=True,
+    )
+    patches = config.batch_size * rt.ctx.world_size
+    beta = 0.0
+    n_steps = 0
+    for i, (x, y) in enumerate(loader):
+        if i >= config.steps_per_epoch:
+            break
+        x = x.to(rt.device, non_blocking=True).contiguous(memory_format=memory_format)
+        y = y.to(rt.device, non_blocking=True)
+        with torch.autocast(rt.device.type, dtype=rt.amp_dtype, enabled=rt.amp):
+            logits = ddp_net(x)
+        if variational:
+            beta = _kl_weight(config, first_step + i)
+            parts = elbo_loss(
+                logits.float(),
+                y,
+                kl_divergence(net),
+                n_train,
+                beta,
+                contour_weight=config.contour_weight,
+            )
+        else:
+            parts = segmentation_loss(logits.float(), y, config.contour_weight)
+        loss = parts["total"]
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if config.grad_clip > 0:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        sums += torch.stack([parts.get(k, zero).detach().double() for k in _LOSS_PARTS])
+        n_steps += 1
+        bar.update(1)
+        if i % 10 == 0 or i + 1 == config.steps_per_epoch:  # .item() syncs a GPU: not every step
+            mean_loss = sums[0].item() / n_steps
+            if not math.isfinite(mean_loss):
+                raise FloatingPointError(
+                    f"training loss became {mean_loss} by step "
+                    f"{first_step + i}; lower --lr or check the data"
+                )
+            speed = patches * n_steps / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{mean_loss:.4f}", patches_s=f"{speed:.1f}")
+    bar.close()
+    seconds = time.perf_counter() - t0
+    means = D.all_reduce_mean(sums / max(n_steps, 1), rt.ctx).tolist()
+    stats = dict(zip(("loss", *_LOSS_PARTS[1:]), means, strict=True))
+    return {**stats, "kl_weight": beta, "patches_per_s": patches * n_steps / seconds}
+
+
+def _fit_all(run: _Run, state: dict[str, Any] | None) -> None:
+    from bayescellseg.model.build import build_model
+
+    model = build_model(run.model_cfg, seed=run.config.seed).to(run.rt.device)
+    members = _members(model)
+    start_member = int(state["member"]) if state else 0
+    for k in range(len(members)):
+        best_path = run.out_dir / "checkpoints" / f"member_{k}_best.pt"
+        done = k < start_member or (state and k == start_member and _member_done(state, run))
+        if not done:
+            _fit_member(run, members[k], k, len(members), state if k == start_member else None)
+        if len(members) > 1:  # continue with the member's best weights
+            members[k].load_state_dict(load_checkpoint(best_path)["model"])
+    if not run.rt.ctx.is_main:
+        return
+    if len(members) > 1:
+        metrics = validate(members, run.val_samples, run.model_cfg.normalization, run.rt)
+        _export(run, model, metrics, best_epoch=None)
+    else:  # refresh the extras (epochs done) of the best weights exported earlier
+        from bayescellseg.model.store import load_model
+
+        best = _best_row(run.history)
+        metrics = {
+            "dice": best["val_dice"],
+            "dsb": best["val_dsb"],
+            "n_images": len(run.val_samples),
+        }
+        _export(run, load_model(run.out_dir).model, metrics, best_epoch=int(best["epoch"]))
+
+
+def _best_row(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The epoch whose weights were exported: first highest val DSB, or the last without val."""
+    if any(math.isnan(r["val_dsb"]) for r in history):
+        return history[-1]
+    return max(history, key=lambda r: r["val_dsb"])  # max keeps the first of equal scores
+
+
+def _member_done(state: dict[str, Any], run: _Run) -> bool:
+    return int(state["epoch"]) >= run.config.epochs
+
+
+def _fit_member(
+    run: _Run, net: nn.Module, k: int, n_members: int, state: dict[str, Any] | None
+) -> None:
+    from bayescellseg.data.dataset import CropDataset
+
+    config, rt, out_dir, history = run.config, run.rt, run.out_dir, run.history
+    seed = member_seed(config, k)
+    net.to(rt.device)
+    if config.channels_last:
+        net.to(memory_format=torch.channels_last)
+    opt = _make_optimizer(net, config)
+    sched = _make_scheduler(opt, config)
+    scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.scaler)
+    start_epoch, best = 0, -math.inf
+    best_epoch: int | None = None
+    if state is not None:
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        restore_rng_state(state["rng"])
+        start_epoch = int(state["epoch"])
+        best = float(state["best_metric"])
+        best_epoch = int(state["best_epoch"]) if state["best_epoch"] >= 0 else None
+    ddp_net = D.wrap_model(net, rt.ctx, rt.device)
+    length = config.epochs * config.steps_per_epoch * config.batch_size * rt.ctx.world_size
+    dataset = CropDataset(
+        list(run.train_samples), crop=config.crop, augment=config.augment, seed=seed, length=length
+    )  # the whole run; see _EpochIndices
+    prefix = f"member {k + 1}/{n_members} " if n_members > 1 else ""
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        torch.manual_seed(_derived_seed(seed, epoch, rt.ctx.rank))
+        stats = _train_epoch(
+            run,
+            ddp_net,
+            _loader(dataset, epoch, config, rt),
+            (opt, sched, scaler),
+            epoch * config.steps_per_epoch,
+            f"{prefix}epoch {epoch + 1}/{config.epochs}",
+        )
+        lr = float(opt.param_groups[0]["lr"])
+        if rt.ctx.is_main:
+            metrics = validate([net], run.val_samples, run.model_cfg.normalization, rt)
+            score = metrics["dsb"] if not math.isnan(metrics["dsb"]) else float(epoch)
+            row = {
+                "member": k,
+                "epoch": epoch + 1,
+                **stats,
+                "val_dice": metrics["dice"],
+                "val_dsb": metrics["dsb"],
+                "lr": lr,
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(row)
+            _report(row, n_members)
+            if score > best:
+                best, best_epoch = score, epoch + 1
+                if n_members == 1:
+                    _export(run, net, metrics, best_epoch)
+                else:
+                    save_checkpoint(
+                        out_dir / "checkpoints" / f"member_{k}_best.pt",
+                        {"model": net.state_dict(), "epoch": epoch + 1, "metric": score},
+                    )
+            _write_log(out_dir, history)
+            save_checkpoint(
+                out_dir / "checkpoints" / "last.pt",
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "config": config.to_dict(),
+                    "member": k,
+                    "epoch": epoch + 1,
+                    "model": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": capture_rng_state(),
+                    "best_metric": best,
+                    "best_epoch": best_epoch if best_epoch is not None else -1,
+                    "history": history,
+                },
+            )
+        D.barrier(rt.ctx)
+
+
+def _report(row: dict[str, Any], n_members: int) -> None:
+    from tqdm.auto import tqdm
+
+    who = f"member {row['member'] + 1} " if n_members > 1 else ""
+    tqdm.write(
+        f"{who}epoch {row['epoch']}: loss {row['loss']:.4f} | val dice {row['val_dice']:.3f} "
+        f"dsb {row['val_dsb']:.3f} | lr {row['lr']:.2e} | {row['patches_per_s']:.1f} patches/s "
+        f"| {row['seconds']:.0f} s"
+    )
+
+
+def _export(run: _Run, model: nn.Module, metrics: dict[str, float], best_epoch: int | None) -> None:
+    from bayescellseg.model.store import save_model
+
+    epochs_done = max((int(r["epoch"]) for r in run.history), default=0)
+    training = {
+        **run.provenance,
+        "config": run.config.to_dict(),
+        "seed": run.config.seed,
+        "epochs_done": epochs_done,
+        "best_epoch": best_epoch,
+        "val_metrics": {
+            k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()
+        },
+    }
+    save_model(run.out_dir, model, run.model_cfg, {"training": training}, overwrite=True)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def _write_log(out_dir: Path, history: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(LOG_COLUMNS)
+    for row in history:
+        writer.writerow([_fmt(row.get(c, float("nan"))) for c in LOG_COLUMNS])
+    write_text_atomic(out_dir / "train_log.csv", buf.getvalue(), overwrite=True)
+    write_bytes_atomic(out_dir / "training_curve.png", _curve_png(history), overwrite=True)
+
+
+def _curve_png(history: list[dict[str, Any]]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(9, 3.5), dpi=100)
+    ax_loss, ax_val = fig.subplots(1, 2)
+    for k in sorted({int(r["member"]) for r in history}):
+        rows = [r for r in history if int(r["member"]) == k]
+        ep = [r["epoch"] for r in rows]
+        tag = f" (member {k + 1})" if k or len({r["member"] for r in history}) > 1 else ""
+        ax_loss.plot(ep, [r["loss"] for r in rows], marker=".", label=f"train loss{tag}")
+        ax_val.plot(ep, [r["val_dsb"] for r in rows], marker=".", label=f"val DSB score{tag}")
+        ax_val.plot(
+            ep, [r["val_dice"] for r in rows], marker=".", ls="--", label=f"val pixel Dice{tag}"
+        )
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Training loss")
+    ax_val.set(xlabel="epoch", ylabel="score", ylim=(0, 1), title="Validation")
+    for ax in (ax_loss, ax_val):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

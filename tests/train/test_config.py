@@ -1,0 +1,71 @@
+"""TrainConfig: JSON round trip, CLI overrides, presets, validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bayescellseg.errors import InputError
+from bayescellseg.model.config import PRESETS, ModelConfig
+from bayescellseg.train.config import TrainConfig, load_train_config
+
+
+def test_json_round_trip() -> None:
+    cfg = TrainConfig(epochs=3, lr=1e-4, val_limit=5, model={"base_channels": 8}, amp=False)
+    back = TrainConfig.from_json(cfg.to_json())
+    assert back == cfg
+    assert json.loads(cfg.to_json())["val_limit"] == 5
+
+
+def test_defaults_resolve_to_full_model_config() -> None:
+    cfg = load_train_config(None, {})
+    assert cfg.model == ModelConfig().to_dict()
+    assert cfg.device == "cpu" and cfg.crop == 256
+
+
+def test_cli_overrides_go_to_model_and_training(tmp_path) -> None:
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"epochs": 7, "lr": 0.01, "model": {"base_channels": 8}}))
+    cfg = load_train_config(
+        path, {"method": "variational", "epochs": 2, "dropout_rate": None, "cache_dir": tmp_path}
+    )
+    assert cfg.epochs == 2  # flag beats file
+    assert cfg.lr == 0.01  # file beats default
+    assert cfg.model["base_channels"] == 8 and cfg.model["method"] == "variational"
+    assert cfg.cache_dir == str(tmp_path)
+
+
+def test_preset_then_overrides() -> None:
+    cfg = load_train_config(None, {"preset": "original", "base_channels": 16})
+    expected = ModelConfig.from_dict({**PRESETS["original"], "base_channels": 16}).to_dict()
+    assert cfg.model == expected
+    assert cfg.preset == "original"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"preset": "nope"}, "unknown model preset 'nope'"),
+        ({"frobnicate": 1}, "unknown setting 'frobnicate'"),
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"scheduler": "step"}, "scheduler must be one of"),
+        ({"method": "ensemble", "n_members": 1}, "n_members >= 2"),
+    ],
+)
+def test_bad_settings_raise_input_error(overrides: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_train_config(None, overrides)
+
+
+def test_bad_file(tmp_path) -> None:
+    path = tmp_path / "cfg.json"
+    path.write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON") as err:
+        load_train_config(path, {})
+    assert str(path) in str(err.value)
+    path.write_text(json.dumps({"epoch": 3}))
+    with pytest.raises(InputError, match="unknown training config keys: epoch"):
+        load_train_config(path, {})
+    with pytest.raises(InputError, match="cannot read"):
+        load_train_config(tmp_path / "missing.json", {})
