@@ -55,7 +55,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"bayescellseg evaluate: error: {problem}", file=sys.stderr)
         return 2
 
-    options = EvaluateOptions(seed=getattr(args, "seed", None) or 0, overwrite=args.overwrite)
+    options = EvaluateOptions(seed=args.seed, overwrite=args.overwrite)
     if args.pred is not None:
         if args.model is not None or args.data:
             return usage("give either --pred DIR --truth PATH, or --model DIR --data PATH")
@@ -73,7 +73,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         n_samples=args.samples,
         tta=args.tta,
         limit=args.limit,
-        device=getattr(args, "device", None) or "cpu",
+        device=args.device,
         options=options,
     )
     return 0
@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", help="cpu (default), cuda, cuda:1, ...")
     tr.add_argument("--cache-dir", dest="cache_dir", type=Path, help="where decoded arrays are cached")
     tr.add_argument("--workers", type=int, help="data-loader worker processes")
+    tr.add_argument("--val-limit", dest="val_limit", type=int, help="validate on the first N val images")
+    tr.add_argument("--num-threads", dest="num_threads", type=int, help="torch CPU threads")
+    tr.add_argument("--scheduler", choices=["cosine", "onecycle"])
+    tr.add_argument("--weight-decay", dest="weight_decay", type=float)
+    tr.add_argument("--split", help="split JSON file (default: the bundled DSB2018 split)")
     tr.set_defaults(func=_cmd_train)
 
     pr = sub.add_parser("predict", help="segment images and report their uncertainty")
@@ -147,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--samples", type=int, default=None)
     ev.add_argument("--tta", action="store_true")
     ev.add_argument("--limit", type=int, default=None, help="score only the first N images")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--device", default="cpu")
     ev.add_argument("--out", type=Path, required=True, help="report folder")
     ev.add_argument("--overwrite", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)

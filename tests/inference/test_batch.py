@@ -118,3 +118,23 @@ def test_duplicate_output_names_fail(model_dir, tmp_path) -> None:
     tifffile.imwrite(other, np.asarray(Image.open(images[0])))
     summary = predict_batch([images[0], other], model_dir, tmp_path / "out", PredictOptions(2))
     assert summary.n_ok == 1 and "already used" in summary.failures[0][1]
+
+
+def test_list_inputs_expands_dsb_root_and_sample_folder() -> None:
+    from bayescellseg.inference.batch import list_inputs
+    from bayescellseg.samples import sample_ids, sample_root
+
+    files, problems = list_inputs([sample_root()])
+    assert problems == []
+    assert [f.stem for f in files] == sorted(sample_ids())
+    one, _ = list_inputs([sample_root() / sample_ids()[0]])
+    assert one == [sample_root() / sample_ids()[0] / "images" / f"{sample_ids()[0]}.png"]
+
+
+def test_list_inputs_reports_missing_path(tmp_path: Path) -> None:
+    from bayescellseg.inference.batch import list_inputs
+
+    files, problems = list_inputs([tmp_path / "nope.png", tmp_path])
+    assert files == []
+    assert [p[1] for p in problems] == ["no such file or folder", problems[1][1]]
+    assert "no images" in problems[1][1]

@@ -103,12 +103,29 @@ class BatchSummary:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _folder_images(folder: Path) -> list[Path]:
+    """Images of one input folder (see :func:`list_inputs`)."""
+    from bayescellseg.io.dsb import image_path, is_dsb_sample_dir
+
+    if (folder / "images").is_dir() and not is_dsb_sample_dir(folder.parent):
+        if (folder / "masks").is_dir():  # a single DSB sample folder
+            return [image_path(folder, folder.name)]
+        folder = folder / "images"  # images/ + labels/ layout
+    found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:  # a DSB2018 root: <id>/images/<id>.png
+        samples = sorted(p for p in folder.iterdir() if p.is_dir() and is_dsb_sample_dir(p))
+        return [image_path(p, p.name) for p in samples]
+    stems = {p.stem for p in found}
+    return [p for p in found if not (p.stem.endswith("_labels") and p.stem[:-7] in stems)]
+
+
 def list_inputs(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Expand files and folders into the image files to segment.
 
     A folder contributes its supported images (``.png .tif .tiff .jpg .jpeg``, not recursive,
     sorted by name), except label images ``x_labels.*`` that sit next to an image ``x.*``.
-    Duplicates are dropped.
+    A folder with an ``images/`` subfolder contributes those images, and a DSB2018 root
+    (``<id>/images/<id>.png``) contributes one image per sample. Duplicates are dropped.
 
     Returns:
         (image files, problems) where problems are (path, message) for missing inputs and
@@ -118,11 +135,11 @@ def list_inputs(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]
     problems: list[tuple[Path, str]] = []
     for path in map(Path, inputs):
         if path.is_dir():
-            found = sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-            stems = {p.stem for p in found}
-            found = [p for p in found if not (p.stem.endswith("_labels") and p.stem[:-7] in stems)]
+            try:
+                found = _folder_images(path)
+            except InputError as err:
+                problems.append((Path(err.path), err.problem))
+                continue
             if not found:
                 problems.append((path, f"folder has no images ({', '.join(IMAGE_SUFFIXES)})"))
             files.extend(found)
