@@ -79,6 +79,28 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from bayescellseg.evaluation.calibrate import calibrate_model, format_calibration
+
+    split = None if args.split == "all" else args.split
+    report = calibrate_model(
+        args.model,
+        args.data,
+        split=split,
+        n_samples=args.samples,
+        limit=args.limit,
+        seed=args.seed,
+        device=args.device,
+        split_file=args.split_file,
+        write=not args.dry_run,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(format_calibration(report))
+    where = "not written (--dry-run)" if args.dry_run else f"written to {args.model}/config.json"
+    print(f"Settings {where}.")
+    return 0
+
+
 _TRAIN_OVERRIDES = {
     "preset", "method", "epochs", "batch_size", "base_channels", "depth", "lr", "seed",
     "device", "crop", "n_members", "dropout_rate", "dropout_placement", "steps_per_epoch",
@@ -157,6 +179,38 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, required=True, help="report folder")
     ev.add_argument("--overwrite", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)
+
+    ca = sub.add_parser(
+        "calibrate",
+        help="fit temperature, watershed settings and review thresholds on validation images",
+    )
+    ca.add_argument("--model", type=Path, required=True, help="model folder (updated in place)")
+    ca.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="DSB2018 stage1_train (or any dataset with --split all)",
+    )
+    ca.add_argument(
+        "--split",
+        default="val",
+        choices=["val", "train", "all"],
+        help="images of the stored split (default val); all = every image of --data",
+    )
+    ca.add_argument(
+        "--split-file",
+        dest="split_file",
+        type=Path,
+        help="split JSON (default: the bundled DSB2018 split)",
+    )
+    ca.add_argument(
+        "--samples", type=int, default=None, help="stochastic samples T (default: model's)"
+    )
+    ca.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    ca.add_argument("--seed", type=int, default=0)
+    ca.add_argument("--device", default="cpu")
+    ca.add_argument("--dry-run", dest="dry_run", action="store_true", help="report, do not write")
+    ca.set_defaults(func=_cmd_calibrate)
     return parser
 
 

@@ -68,6 +68,8 @@ class SamplingOptions:
         seed: Base seed; sample t uses ``sample_seed(seed, t)``.
         temperature: Foreground logits are divided by this before the sigmoid (calibration).
         max_batch_pixels: Upper bound on rows x pixels of one forward batch (memory / speed).
+        keep_logits: Also return each sample's raw foreground logit (before the temperature;
+            with TTA, the mean over the transforms), e.g. to fit the temperature.
     """
 
     n_samples: int | None = None
@@ -76,6 +78,7 @@ class SamplingOptions:
     seed: int = 0
     temperature: float = 1.0
     max_batch_pixels: int = 2**19
+    keep_logits: bool = False
 
     def __post_init__(self) -> None:
         if self.n_samples is not None and self.n_samples < 1:
@@ -94,11 +97,14 @@ class TileSamples:
         moments: Moments over all T x K predictions (K = 8 with TTA, else 1).
         foreground: (T, h, w) float32 per-sample foreground probability (mean over transforms).
         contour: (T, h, w) float32 per-sample contour probability (mean over transforms).
+        foreground_logits: (T, h, w) float32 per-sample raw foreground logit (mean over
+            transforms), only with ``SamplingOptions.keep_logits``; else None.
     """
 
     moments: SampleMoments
     foreground: np.ndarray
     contour: np.ndarray
+    foreground_logits: np.ndarray | None = None
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -197,6 +203,7 @@ def sample_tile(
     contour_sum = torch.zeros((height, width))
     per_fg = torch.zeros((n_total, height, width), dtype=torch.float32)
     per_ct = torch.zeros((n_total, height, width), dtype=torch.float32)
+    per_z = torch.zeros((n_total, height, width)) if options.keep_logits else None
 
     first = 0
     with sampling(model, config.is_stochastic):
@@ -217,6 +224,8 @@ def sample_tile(
                     rows = [first + i for i in chunk]
                     per_fg[rows] += fg / len(transforms)
                     per_ct[rows] += ct / len(transforms)
+                    if per_z is not None:
+                        per_z[rows] += logits[:, 0] / len(transforms)
             first += count
 
     n_predictions = n_total * len(transforms)
@@ -226,7 +235,12 @@ def sample_tile(
         expected_entropy=(sums["h"] / n_predictions).numpy(),
         contour=(contour_sum / n_predictions).numpy(),
     )
-    return TileSamples(moments=moments, foreground=per_fg.numpy(), contour=per_ct.numpy())
+    return TileSamples(
+        moments=moments,
+        foreground=per_fg.numpy(),
+        contour=per_ct.numpy(),
+        foreground_logits=None if per_z is None else per_z.numpy(),
+    )
 
 
 @dataclass(frozen=True)
@@ -237,11 +251,14 @@ class ImageSamples:
         maps: Per-pixel maps (blended across tiles).
         foreground: (T, H, W) uint8 per-sample foreground probability, ``round(255 p)``.
         contour: (T, H, W) uint8 per-sample contour probability, ``round(255 p)``.
+        foreground_logits: (T, H, W) float16 per-sample raw foreground logit, only with
+            ``SamplingOptions.keep_logits`` (taken from the tile cores like the maps above).
     """
 
     maps: UncertaintyMaps
     foreground: np.ndarray
     contour: np.ndarray
+    foreground_logits: np.ndarray | None = None
 
 
 def quantize(p: np.ndarray) -> np.ndarray:
@@ -252,6 +269,11 @@ def quantize(p: np.ndarray) -> np.ndarray:
 def dequantize(q: np.ndarray) -> np.ndarray:
     """Inverse of :func:`quantize` (float32)."""
     return q.astype(np.float32) / np.float32(255.0)
+
+
+def to_half(logits: np.ndarray) -> np.ndarray:
+    """Logits to float16, clipped to +-60000 so that none overflows to infinity."""
+    return np.clip(logits, -60000.0, 60000.0).astype(np.float16)
 
 
 def sample_image(
@@ -287,13 +309,15 @@ def sample_image(
     tiles = tile_slices((height, width), tile_size, overlap)
     if len(tiles) == 1:
         one = sample_tile(model, config, image, options)
+        logits = None if one.foreground_logits is None else to_half(one.foreground_logits)
         return ImageSamples(
-            uncertainty_maps(one.moments), quantize(one.foreground), quantize(one.contour)
+            uncertainty_maps(one.moments), quantize(one.foreground), quantize(one.contour), logits
         )
     cores = core_slices((height, width), tile_size, overlap)
     n_total = sum(samples_per_member(config, len(members_of(model)), options.n_samples))
     per_fg = np.zeros((n_total, height, width), np.uint8)
     per_ct = np.zeros((n_total, height, width), np.uint8)
+    per_z = np.zeros((n_total, height, width), np.float16) if options.keep_logits else None
     stitcher = MomentStitcher((height, width))
     weight = gaussian_weight((min(tile_size, height), min(tile_size, width)), 1 / 8)
     for (rows, cols), (core_r, core_c) in zip(tiles, cores, strict=True):
@@ -305,4 +329,6 @@ def sample_image(
         )
         per_fg[:, core_r, core_c] = quantize(tile.foreground[:, local[0], local[1]])
         per_ct[:, core_r, core_c] = quantize(tile.contour[:, local[0], local[1]])
-    return ImageSamples(uncertainty_maps(stitcher.result()), per_fg, per_ct)
+        if per_z is not None and tile.foreground_logits is not None:
+            per_z[:, core_r, core_c] = to_half(tile.foreground_logits[:, local[0], local[1]])
+    return ImageSamples(uncertainty_maps(stitcher.result()), per_fg, per_ct, per_z)

@@ -1,0 +1,272 @@
+"""Post-training calibration: MC temperature fit, tuned settings written into the model folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import expit
+
+from bayescellseg.cli import main
+from bayescellseg.data.normalize import normalize
+from bayescellseg.data.targets import make_targets
+from bayescellseg.errors import InputError
+from bayescellseg.evaluation.calibrate import calibrate_model, fit_mc_temperature, mc_nll
+from bayescellseg.inference.sampling import (
+    SamplingOptions,
+    dequantize,
+    sample_image,
+    sample_tile,
+)
+from bayescellseg.inference.segmenter import Segmenter
+from bayescellseg.metrics.calibration import fit_temperature
+from bayescellseg.model.build import build_model
+from bayescellseg.model.config import ModelConfig
+from bayescellseg.model.store import load_model, save_model, update_extras
+from bayescellseg.postprocess.watershed import WatershedParams
+from bayescellseg.train.loss import segmentation_loss
+from tests.io.build import write_dsb_sample
+from tests.synthetic import synthetic_image, synthetic_labels
+
+IDS = ("a0", "b1", "c2")
+
+
+# ----------------------------------------------------------------------------- temperature math
+
+
+def _mc_case(n: int = 20_000, n_samples: int = 6, seed: int = 0):
+    """Logits of T samples whose MC-averaged probability is calibrated, and outcomes from it."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 2, n)[None] + rng.normal(0, 1.5, (n_samples, n))
+    y = rng.random(n) < expit(z).mean(0)
+    return z, y
+
+
+def test_mc_nll_hand_computed():
+    z = np.array([[0.0, np.log(3.0)], [np.log(3.0), 0.0]])  # sigmoid: 0.5 and 0.75
+    y = np.array([1, 0])
+    # pixel 0: mean p = 0.625 -> -log 0.625; pixel 1: mean p = 0.625 -> -log 0.375
+    expected = -(np.log(0.625) + np.log(0.375)) / 2
+    assert mc_nll(z, y) == pytest.approx(expected, rel=1e-6)
+    # temperature 2 halves the logits; weights make a weighted mean
+    p = expit(z / 2).mean(0)
+    weighted = -(3 * np.log(p[0]) + 1 * np.log(1 - p[1])) / 4
+    assert mc_nll(z, y, 2.0, weights=np.array([3.0, 1.0])) == pytest.approx(weighted, rel=1e-6)
+
+
+def test_fit_recovers_known_temperature_of_mc_average():
+    z, y = _mc_case()
+    assert fit_mc_temperature(z, y) == pytest.approx(1.0, abs=0.08)
+    scaled = fit_mc_temperature(3.0 * z, y)
+    assert scaled == pytest.approx(3.0, rel=0.05)
+    # the NLL at the fitted T is no worse than at the true T or its neighbours
+    for t in (scaled * 0.9, 3.0, scaled * 1.1):
+        assert mc_nll(3.0 * z, y, scaled) <= mc_nll(3.0 * z, y, t) + 1e-12
+    # fitting the mean logit instead (the wrong objective) lands elsewhere
+    assert abs(fit_temperature(3.0 * z.mean(0), y) - 3.0) > 0.3
+
+
+def test_one_sample_equals_ordinary_temperature_scaling():
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 3, 5000)
+    y = rng.random(5000) < expit(z / 2.5)
+    assert fit_mc_temperature(z, y) == pytest.approx(fit_temperature(z, y), rel=1e-3)
+
+
+def test_weights_equal_repeated_pixels():
+    z, y = _mc_case(n=3000, seed=2)
+    w = np.random.default_rng(3).integers(1, 4, y.size)
+    repeated = fit_mc_temperature(np.repeat(z, w, axis=1), np.repeat(y, w))
+    assert fit_mc_temperature(z, y, weights=w) == pytest.approx(repeated, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("logits", "targets", "message"),
+    [
+        (np.zeros((2, 3)), np.zeros(4), "expected"),
+        (np.full((1, 2), np.nan), np.zeros(2), "finite"),
+        (np.zeros((1, 2)), np.array([0, 2]), "binary"),
+        (np.zeros((1, 0)), np.zeros(0), "no pixels"),
+    ],
+)
+def test_fit_rejects_bad_input(logits, targets, message):
+    with pytest.raises(ValueError, match=message):
+        fit_mc_temperature(logits, targets)
+
+
+# ----------------------------------------------------------------------------- model folder
+
+
+def _images():
+    labels = [synthetic_labels((64, 64), n=5, seed=s, radius=(4.0, 7.0)) for s in range(len(IDS))]
+    return labels, [synthetic_image(lab, seed=s) for s, lab in enumerate(labels)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A tiny MC-dropout U-Net trained for a few steps on synthetic nuclei (saved once)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    config = ModelConfig(base_channels=4, depth=2, n_samples=3, method="mc_dropout")
+    model = build_model(config, seed=0)
+    labels, images = _images()
+    x = torch.from_numpy(np.stack([normalize(im).transpose(2, 0, 1) for im in images]))
+    y = torch.from_numpy(np.stack([make_targets(lab) for lab in labels]))
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    model.train()
+    for _ in range(40):
+        opt.zero_grad()
+        segmentation_loss(model(x), y)["total"].backward()
+        opt.step()
+    folder = tmp_path_factory.mktemp("trained") / "model"
+    save_model(folder, model.eval(), config)
+    return folder
+
+
+@pytest.fixture
+def setup(trained, tmp_path, monkeypatch):
+    """A fresh copy of the trained model, a 3-image DSB folder and a split file."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained, model_dir)
+    root = tmp_path / "dsb"
+    labels, images = _images()
+    for sample_id, lab, im in zip(IDS, labels, images, strict=True):
+        rgba = np.dstack([np.rint(im * 255).astype(np.uint8), np.full(lab.shape, 255, np.uint8)])
+        write_dsb_sample(root, sample_id, lab, rgba)
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": [], "val": list(IDS)}))
+    return model_dir, root, split
+
+
+def test_sampling_keeps_raw_logits_across_tiles(trained):
+    """keep_logits: float16 raw logits that match the per-sample maps, also when tiled."""
+    loaded = load_model(trained)
+    _, images = _images()
+    image = normalize(np.vstack([images[0], images[1]]))  # 128 x 64: two 64-px tiles
+    plain = sample_image(loaded.model, loaded.config, image, SamplingOptions(3, seed=4), 64)
+    assert plain.foreground_logits is None
+    options = SamplingOptions(3, seed=4, temperature=2.0, keep_logits=True)
+    out = sample_image(loaded.model, loaded.config, image, options, tile_size=64)
+    z = out.foreground_logits
+    assert z.dtype == np.float16 and z.shape == (3, 128, 64)
+    # the logits are raw (before the temperature): the per-sample maps are sigmoid(z / 2)
+    np.testing.assert_allclose(dequantize(out.foreground), expit(z / 2.0), atol=1 / 510 + 2e-3)
+    # same seed, same networks: the untempered run's per-sample maps are sigmoid(z)
+    np.testing.assert_allclose(dequantize(plain.foreground), expit(z), atol=1 / 510 + 2e-3)
+
+
+def test_calibrate_writes_extras_and_predict_uses_them(setup):
+    model_dir, root, split = setup
+    report = calibrate_model(model_dir, root, split_file=split, seed=0)
+    assert report.n_images == 3 and report.n_samples == 3 and report.split == "val"
+    assert report.n_fit_pixels == 3 * 64 * 64  # small images: every pixel is in the fit
+    assert 0.05 < report.temperature < 20.0 and report.temperature_before == 1.0
+    # the fitted temperature lowers the NLL on the pixels it was fitted on
+    assert report.calibration_after["all"]["nll"] <= report.calibration_before["all"]["nll"]
+    assert report.calibration_after["all"]["n"] == 3 * 64 * 64
+    assert report.dsb_after >= report.dsb_before - 1e-12  # the grid contains the old settings
+
+    extras = load_model(model_dir).extras
+    assert extras["temperature"] == report.temperature
+    assert extras["postprocess"] == report.watershed.to_dict()
+    assert extras["review"] == report.review.to_dict()
+    cal = extras["calibration"]
+    assert cal["n_images"] == 3 and cal["split"] == "val" and cal["seed"] == 0
+    assert cal["metrics"]["after"]["all"]["nll"] == report.calibration_after["all"]["nll"]
+    assert cal["watershed"]["dsb_after"] == report.dsb_after
+
+    seg = Segmenter.load(model_dir)
+    assert seg.temperature == report.temperature
+    assert seg.params == report.watershed and seg.review == report.review
+    _, images = _images()
+    result = seg.predict(images[0], n_samples=3, seed=0)
+    raw = sample_tile(
+        seg.model, seg.config, normalize(images[0]), SamplingOptions(3, seed=0, keep_logits=True)
+    )
+    expected = expit(raw.foreground_logits / report.temperature).mean(0)
+    np.testing.assert_allclose(result.probability, expected, atol=1e-5)
+    assert not np.allclose(result.probability, expit(raw.foreground_logits).mean(0), atol=1e-3)
+
+
+def test_scaled_logits_give_scaled_temperature(setup, tmp_path):
+    """Multiplying the foreground head by 3 multiplies every logit by 3: T must follow."""
+    model_dir, root, split = setup
+    plain = calibrate_model(model_dir, root, split_file=split, write=False)
+    loaded = load_model(model_dir)
+    with torch.no_grad():
+        loaded.model.head.conv.weight[0] *= 3.0
+        loaded.model.head.conv.bias[0] *= 3.0
+    scaled_dir = tmp_path / "scaled"
+    save_model(scaled_dir, loaded.model, loaded.config)
+    scaled = calibrate_model(scaled_dir, root, split_file=split, write=False)
+    assert scaled.temperature == pytest.approx(3.0 * plain.temperature, rel=0.01)
+    for scope in ("all", "band"):
+        for metric in ("nll", "ece"):
+            assert scaled.calibration_after[scope][metric] == pytest.approx(
+                plain.calibration_after[scope][metric], rel=0.02, abs=1e-4
+            )
+    before = (plain.calibration_before["all"]["nll"], scaled.calibration_before["all"]["nll"])
+    assert abs(before[0] - before[1]) > 1e-3, before  # untempered, the scaled model differs
+    assert "temperature" not in load_model(scaled_dir).extras  # write=False wrote nothing
+
+
+def test_cli_prints_table_and_rerun_replaces_values(setup, capsys):
+    model_dir, root, split = setup
+    args = ["calibrate", "--model", str(model_dir), "--data", str(root), "--split-file", str(split)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for text in ("temperature", "NLL, all pixels", "ECE, boundary band", "DSB score", "recall"):
+        assert text in out
+    first = load_model(model_dir).extras
+    assert first["calibration"]["n_images"] == 3
+
+    # tamper with the stored settings, then re-run on 2 images with another seed
+    update_extras(model_dir, postprocess=WatershedParams(fg_threshold=0.9).to_dict())
+    assert main([*args, "--limit", "2", "--seed", "5"]) == 0
+    second = load_model(model_dir).extras
+    assert second["calibration"]["n_images"] == 2 and second["calibration"]["seed"] == 5
+    assert second["calibration"]["temperature"]["before"] == first["temperature"]
+    assert second["calibration"]["watershed"]["before"]["fg_threshold"] == 0.9
+    assert second["postprocess"]["fg_threshold"] in (0.4, 0.5, 0.6)
+    assert "Settings written to" in capsys.readouterr().out
+
+
+def test_dry_run_and_all_images(setup, capsys):
+    model_dir, root, split = setup
+    args = ["calibrate", "--model", str(model_dir), "--data", str(root), "--split", "all"]
+    assert main([*args, "--dry-run", "--limit", "1"]) == 0
+    assert "not written" in capsys.readouterr().out
+    assert "calibration" not in load_model(model_dir).extras
+
+
+def test_bad_inputs(setup, tmp_path):
+    model_dir, root, split = setup
+    with pytest.raises(InputError, match="model folder not found"):
+        calibrate_model(tmp_path / "nope", root, split_file=split)
+    update_extras(model_dir, training={"split_file": "other.json", "split_sha256": "0" * 64})
+    with pytest.raises(InputError, match="trained with another split"):
+        calibrate_model(model_dir, root, split_file=split)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"train": [], "val": ["zz"]}))
+    update_extras(model_dir, training=None)
+    with pytest.raises(InputError, match="1 image IDs of the val split are missing"):
+        calibrate_model(model_dir, root, split_file=other)
+    with pytest.raises(InputError, match="--split"):
+        calibrate_model(model_dir, root, split="test", split_file=split)
+    assert main(["calibrate", "--model", str(model_dir), "--data", str(tmp_path / "x")]) == 2
+
+
+def test_deterministic_model(setup, tmp_path):
+    """One sample: ordinary temperature scaling, entropy-based nucleus uncertainty."""
+    _, root, split = setup
+    config = ModelConfig(base_channels=4, depth=2, method="deterministic", n_samples=1)
+    folder = save_model(tmp_path / "det", build_model(config, seed=1), config)
+    report = calibrate_model(folder, root, split_file=split, limit=2, write=False)
+    assert report.n_samples == 1 and report.n_images == 2
+    assert np.isfinite(report.calibration_after["all"]["nll"])
+    assert report.calibration_after["all"]["nll"] <= report.calibration_before["all"]["nll"]
