@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -147,10 +146,8 @@ def test_real_data_counts(dsb_root: Path) -> None:
     ids = list_dsb_ids(dsb_root)
     assert len(ids) == 670
     assert sum(len(mask_paths(dsb_root / i)) for i in ids) == 29_461
-    start = time.perf_counter()
     chosen = ids[::134]
     for sample_id in chosen:
         sample = read_dsb_sample(dsb_root, sample_id)
         assert sample.labels.shape == sample.image.shape[:2]
         assert len(np.unique(sample.labels)) - 1 == len(mask_paths(dsb_root / sample_id))
-    assert (time.perf_counter() - start) / len(chosen) < 2.0
