@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     pr.add_argument("--model", type=Path, default=None, help="model folder (default: bundled model)")
     pr.add_argument("--out", type=Path, required=True, help="output folder")
-    pr.add_argument("--samples", type=int, default=None, help="stochastic samples T (default: model's)")
+    pr.add_argument("--samples", type=int, default=None, help="stochastic samples T (default: model's; 0 = one deterministic pass)")
     pr.add_argument("--tta", action="store_true", help="cross samples with the 8 flips/rotations")
     pr.add_argument("--tile", type=int, default=512, help="tile size for large images")
     pr.add_argument("--device", default="cpu")

@@ -195,3 +195,27 @@ def test_image_maps_ranges_and_identity() -> None:
     per = samples.foreground.astype(np.float32) / 255
     np.testing.assert_allclose(per.mean(axis=0), maps.probability, atol=1 / 255)
     np.testing.assert_allclose(per.var(axis=0), maps.variance, atol=2 / 255)
+
+
+def test_zero_samples_is_one_deterministic_pass() -> None:
+    from bayescellseg.inference.sampling import samples_per_member
+    from bayescellseg.model.config import config_from_preset
+
+    cfg = config_from_preset("decoder", base_channels=4, depth=2)
+    assert samples_per_member(cfg, 1, 0) == [1]
+    assert samples_per_member(cfg, 3, 0) == [1, 1, 1]
+    assert samples_per_member(cfg, 1, 7) == [7]
+    with pytest.raises(ValueError, match="n_samples must be >= 0"):
+        samples_per_member(cfg, 1, -1)
+
+
+def test_zero_samples_runs_the_network_with_sampling_off() -> None:
+    model, config = tiny(dropout_placement="last_k", dropout_last_k=1)
+    x = image()
+    a = sample_tile(model, config, x, SamplingOptions(n_samples=0, seed=1))
+    b = sample_tile(model, config, x, SamplingOptions(n_samples=0, seed=2))
+    assert a.foreground.shape == (1, 40, 36)
+    np.testing.assert_array_equal(a.foreground, b.foreground)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x.transpose(2, 0, 1))[None])
+    np.testing.assert_allclose(a.foreground[0], torch.sigmoid(logits[0, 0]).numpy(), atol=1e-6)

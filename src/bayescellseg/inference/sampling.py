@@ -62,7 +62,8 @@ class SamplingOptions:
 
     Attributes:
         n_samples: Requested number of stochastic samples T (None: the model's default,
-            ``config.n_samples``, times the members for an ensemble with dropout).
+            ``config.n_samples``, times the members for an ensemble with dropout; 0: one
+            deterministic pass per member with sampling switched off).
         tta: Cross every sample with the 8 flips / rotations.
         share: Run the deterministic part once and batch only the stochastic tail.
         seed: Base seed; sample t uses ``sample_seed(seed, t)``.
@@ -81,8 +82,8 @@ class SamplingOptions:
     keep_logits: bool = False
 
     def __post_init__(self) -> None:
-        if self.n_samples is not None and self.n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
+        if self.n_samples is not None and self.n_samples < 0:
+            raise ValueError(f"n_samples must be >= 0, got {self.n_samples}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.max_batch_pixels < 1:
@@ -124,12 +125,15 @@ def samples_per_member(config: ModelConfig, n_members: int, n_samples: int | Non
     Args:
         config: The model's configuration.
         n_members: Number of member networks (1 for a single U-Net).
-        n_samples: Requested total T, or None for the model's default.
+        n_samples: Requested total T, or None for the model's default. ``0`` asks for one
+            deterministic pass per member (dropout off, variational mean weights).
 
     Returns:
         One count per member; their sum is the effective T.
     """
-    if not config.is_stochastic:
+    if n_samples is not None and n_samples < 0:
+        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    if not config.is_stochastic or n_samples == 0:
         return [1] * n_members
     total = n_samples if n_samples is not None else config.n_samples * n_members
     total = max(total, n_members)
@@ -206,7 +210,7 @@ def sample_tile(
     per_z = torch.zeros((n_total, height, width)) if options.keep_logits else None
 
     first = 0
-    with sampling(model, config.is_stochastic):
+    with sampling(model, config.is_stochastic and options.n_samples != 0):
         for member, count in zip(members, counts, strict=True):
             seeds = [sample_seed(options.seed, first + i) for i in range(count)]
             for k, flip in transforms:

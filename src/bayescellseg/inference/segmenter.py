@@ -221,7 +221,8 @@ class Segmenter:
         Args:
             image: Raw (H, W) grey or (H, W, 3) colour image (uint8, uint16 or float in [0, 1]);
                 it is normalised with the model's ``normalization`` mode.
-            n_samples: Stochastic samples T (None: the model's default). Ignored by a
+            n_samples: Stochastic samples T (None: the model's default; 0: one deterministic
+                pass with dropout off / mean variational weights). Ignored by a
                 deterministic model; an ensemble without dropout always uses one pass per member.
             tta: Cross every sample with the 8 flips / 90-degree rotations (8x slower).
             seed: Seed of the samples; the same seed gives the same result.
