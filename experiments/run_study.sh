@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Train, calibrate and evaluate the study's variants on the stored DSB2018 split.
+#   experiments/run_study.sh decoder16 [original16 variational16 ensemble16 deterministic16]
+# Env: DATA (default ../shared/data/dsb2018/stage1_train), RUNS (default runs), LIMIT_TTA
+# (evaluate TTA on the first N val images only; default: all), DEVICE (default cpu).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+DATA=${DATA:-../shared/data/dsb2018/stage1_train}
+RUNS=${RUNS:-runs}
+DEVICE=${DEVICE:-cpu}
+mkdir -p "$RUNS"
+
+timed() {  # timed OUT_JSON cmd... : run cmd, record its wall time
+  local out=$1; shift
+  local start end
+  start=$(date +%s.%N)
+  "$@"
+  end=$(date +%s.%N)
+  python3 -c "import json,sys; json.dump({'seconds': $end - $start, 'command': sys.argv[1:]}, open('$out', 'w'))" "$@"
+}
+
+for name in "$@"; do
+  model="$RUNS/$name"
+  config="experiments/configs/$name.json"
+  if [ -f "$model/checkpoints/last.pt" ]; then
+    "$BIN/bayescellseg" train --data "$DATA" --out "$model" --resume --device "$DEVICE"
+  elif [ ! -f "$model/weights.safetensors" ]; then
+    "$BIN/bayescellseg" train --data "$DATA" --out "$model" --config "$config" --device "$DEVICE"
+  fi
+  [ -n "$(python3 -c "import json;print(json.load(open('$model/config.json')).get('temperature') or '')")" ] ||
+    "$BIN/bayescellseg" calibrate --model "$model" --data "$DATA" --split val
+  for variant in mc det mc_tta det_tta; do
+    out="$RUNS/$name.eval_$variant"
+    [ -f "$out/metrics.json" ] && continue
+    args=(--model "$model" --data "$DATA" --split val --out "$out" --overwrite)
+    case $variant in det*) args+=(--samples 0) ;; esac
+    case $variant in *tta) args+=(--tta); [ -n "${LIMIT_TTA:-}" ] && args+=(--limit "$LIMIT_TTA") ;; esac
+    timed "$out.time.json" "$BIN/bayescellseg" evaluate "${args[@]}"
+  done
+done
+"$BIN/python" experiments/study_table.py "$RUNS" > docs/study_table.md
+cat docs/study_table.md
