@@ -86,9 +86,23 @@ def row(runs: Path, report: Path) -> list[str]:
 
 
 HEADER = [
-    "model", "inference", "val images", "DSB", "AP50", "Dice", "ECE", "band ECE",
-    "pixel AUROC (entropy)", "pixel AUROC (MI)", "nucleus AUROC", "image Spearman",
-    "retention AUC", "random", "oracle", "train h", "eval s/Mpx",
+    "model",
+    "inference",
+    "val images",
+    "DSB",
+    "AP50",
+    "Dice",
+    "ECE",
+    "band ECE",
+    "pixel AUROC (entropy)",
+    "pixel AUROC (MI)",
+    "nucleus AUROC",
+    "image Spearman",
+    "retention AUC",
+    "random",
+    "oracle",
+    "train h",
+    "eval s/Mpx",
 ]
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def ellipse_mask(shape: tuple[int, int], center: tuple[float, float], axes: tuple[float, float],
-                 angle: float = 0.0) -> np.ndarray:
+def ellipse_mask(
+    shape: tuple[int, int],
+    center: tuple[float, float],
+    axes: tuple[float, float],
+    angle: float = 0.0,
+) -> np.ndarray:
     """Boolean mask of a filled ellipse (row/col centre, semi-axes in pixels, angle in radians)."""
-    rr, cc = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    rr, cc = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
     dr, dc = rr - center[0], cc - center[1]
     cos, sin = np.cos(angle), np.sin(angle)
     u = (dr * cos + dc * sin) / axes[0]
@@ -16,8 +20,13 @@ def ellipse_mask(shape: tuple[int, int], center: tuple[float, float], axes: tupl
     return u * u + v * v <= 1.0
 
 
-def synthetic_labels(shape: tuple[int, int] = (128, 128), n: int = 8, seed: int = 0,
-                     touching_pair: bool = True, radius: tuple[float, float] = (5.0, 10.0)) -> np.ndarray:
+def synthetic_labels(
+    shape: tuple[int, int] = (128, 128),
+    n: int = 8,
+    seed: int = 0,
+    touching_pair: bool = True,
+    radius: tuple[float, float] = (5.0, 10.0),
+) -> np.ndarray:
     """Instance labels (uint32) with ``n`` random ellipses and, optionally, one touching pair.
 
     Later nuclei do not overwrite earlier ones, so every label keeps at least part of its ellipse.
@@ -43,8 +52,9 @@ def synthetic_labels(shape: tuple[int, int] = (128, 128), n: int = 8, seed: int 
     return labels
 
 
-def synthetic_image(labels: np.ndarray, seed: int = 0, noise: float = 0.05,
-                    brightfield: bool = False) -> np.ndarray:
+def synthetic_image(
+    labels: np.ndarray, seed: int = 0, noise: float = 0.05, brightfield: bool = False
+) -> np.ndarray:
     """(H, W, 3) float32 image in [0, 1]: bright nuclei on dark (or dark on bright for brightfield)."""
     rng = np.random.default_rng(seed)
     fg = (labels > 0).astype(np.float32)

@@ -102,10 +102,29 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 _TRAIN_OVERRIDES = {
-    "preset", "method", "epochs", "batch_size", "base_channels", "depth", "lr", "seed",
-    "device", "crop", "n_members", "dropout_rate", "dropout_placement", "steps_per_epoch",
-    "cache_dir", "workers", "val_limit", "scheduler", "weight_decay", "amp", "split",
-    "num_threads", "channels_last",
+    "preset",
+    "method",
+    "epochs",
+    "batch_size",
+    "base_channels",
+    "depth",
+    "lr",
+    "seed",
+    "device",
+    "crop",
+    "n_members",
+    "dropout_rate",
+    "dropout_placement",
+    "steps_per_epoch",
+    "cache_dir",
+    "workers",
+    "val_limit",
+    "scheduler",
+    "weight_decay",
+    "amp",
+    "split",
+    "num_threads",
+    "channels_last",
 }
 
 
@@ -138,15 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--base-channels", dest="base_channels", type=int)
     tr.add_argument("--depth", type=int)
     tr.add_argument("--dropout-rate", dest="dropout_rate", type=float)
-    tr.add_argument("--dropout-placement", dest="dropout_placement", choices=["all", "decoder", "last_k"])
+    tr.add_argument(
+        "--dropout-placement", dest="dropout_placement", choices=["all", "decoder", "last_k"]
+    )
     tr.add_argument("--n-members", dest="n_members", type=int)
     tr.add_argument("--crop", type=int)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--seed", type=int)
     tr.add_argument("--device", help="cpu (default), cuda, cuda:1, ...")
-    tr.add_argument("--cache-dir", dest="cache_dir", type=Path, help="where decoded arrays are cached")
+    tr.add_argument(
+        "--cache-dir", dest="cache_dir", type=Path, help="where decoded arrays are cached"
+    )
     tr.add_argument("--workers", type=int, help="data-loader worker processes")
-    tr.add_argument("--val-limit", dest="val_limit", type=int, help="validate on the first N val images")
+    tr.add_argument(
+        "--val-limit", dest="val_limit", type=int, help="validate on the first N val images"
+    )
     tr.add_argument("--num-threads", dest="num_threads", type=int, help="torch CPU threads")
     tr.add_argument("--scheduler", choices=["cosine", "onecycle"])
     tr.add_argument("--weight-decay", dest="weight_decay", type=float)
@@ -155,9 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="segment images and report their uncertainty")
     pr.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
-    pr.add_argument("--model", type=Path, default=None, help="model folder (default: bundled model)")
+    pr.add_argument(
+        "--model", type=Path, default=None, help="model folder (default: bundled model)"
+    )
     pr.add_argument("--out", type=Path, required=True, help="output folder")
-    pr.add_argument("--samples", type=int, default=None, help="stochastic samples T (default: model's; 0 = one deterministic pass)")
+    pr.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="stochastic samples T (default: model's; 0 = one deterministic pass)",
+    )
     pr.add_argument("--tta", action="store_true", help="cross samples with the 8 flips/rotations")
     pr.add_argument("--tile", type=int, default=512, help="tile size for large images")
     pr.add_argument("--device", default="cpu")
@@ -165,12 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     pr.set_defaults(func=_cmd_predict)
 
-    ev = sub.add_parser("evaluate", help="score predictions: segmentation, calibration, uncertainty")
+    ev = sub.add_parser(
+        "evaluate", help="score predictions: segmentation, calibration, uncertainty"
+    )
     ev.add_argument("--pred", type=Path, help="folder written by 'predict'")
     ev.add_argument("--truth", type=Path, help="DSB layout, label-image folder or Kaggle RLE CSV")
     ev.add_argument("--model", type=Path, help="model folder: predict, then score")
     ev.add_argument("--data", type=Path, nargs="+", help="dataset(s) to predict and score")
-    ev.add_argument("--split", default=None, help="'val' or 'train' to use the stored split of DSB2018")
+    ev.add_argument(
+        "--split", default=None, help="'val' or 'train' to use the stored split of DSB2018"
+    )
     ev.add_argument("--samples", type=int, default=None)
     ev.add_argument("--tta", action="store_true")
     ev.add_argument("--limit", type=int, default=None, help="score only the first N images")

@@ -111,7 +111,9 @@ def _folder_images(folder: Path) -> list[Path]:
         if (folder / "masks").is_dir():  # a single DSB sample folder
             return [image_path(folder, folder.name)]
         folder = folder / "images"  # images/ + labels/ layout
-    found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    found = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
     if not found:  # a DSB2018 root: <id>/images/<id>.png
         samples = sorted(p for p in folder.iterdir() if p.is_dir() and is_dsb_sample_dir(p))
         return [image_path(p, p.name) for p in samples]
