@@ -35,6 +35,7 @@ demo: $(VENV)/.installed
 ## test: install with dev extras, then lint and run the test suite
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks experiments
+	$(BIN)/ruff format --check src tests benchmarks experiments
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-dev
