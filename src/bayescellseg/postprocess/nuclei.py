@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from bayescellseg.errors import InputError
 from bayescellseg.metrics.matching import DSB_THRESHOLDS
+from bayescellseg.settings import from_user_dict
 
 __all__ = [
     "NUCLEUS_COLUMNS",
@@ -108,16 +108,7 @@ class ReviewThresholds:
         Raises:
             InputError: Unknown keys or invalid values.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(
-                source, f"unknown review threshold(s) {unknown}; known: {sorted(known)}"
-            )
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as err:
-            raise InputError(source, f"invalid review thresholds: {err}") from err
+        return from_user_dict(cls, data, source, "review threshold")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import disk
 from skimage.segmentation import relabel_sequential, watershed
 
-from bayescellseg.errors import InputError
+from bayescellseg.settings import from_user_dict
 
 __all__ = ["WatershedParams", "instances_from_maps"]
 
@@ -81,17 +81,7 @@ class WatershedParams:
         Raises:
             InputError: Unknown keys or invalid values.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(
-                source,
-                f"unknown watershed setting(s) {unknown}; known: {sorted(known)}",
-            )
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as err:
-            raise InputError(source, f"invalid watershed settings: {err}") from err
+        return from_user_dict(cls, data, source, "watershed setting")
 
 
 def _check_maps(foreground: np.ndarray, contour: np.ndarray) -> None:
