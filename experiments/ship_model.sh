@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Copy a trained, calibrated model folder into the package as the bundled default model.
+#   experiments/ship_model.sh runs/decoder16
+# The model card (MODEL_CARD.md) is written by hand from the study's figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+src=${1:?usage: experiments/ship_model.sh MODEL_DIR}
+dst=src/bayescellseg/pretrained/nuclei
+mkdir -p "$dst"
+for f in config.json weights.safetensors train_log.csv training_curve.png training_config.json; do
+  cp "$src/$f" "$dst/$f"
+done
+du -sh "$dst"
