@@ -30,6 +30,7 @@ from bayescellseg.inference.sampling import (
     sample_image,
     samples_per_member,
 )
+from bayescellseg.io.images import to_rgb_float
 from bayescellseg.model.config import ModelConfig
 from bayescellseg.postprocess.nuclei import NucleusRecord, ReviewThresholds, analyse_segmentation
 from bayescellseg.postprocess.watershed import WatershedParams, instances_from_maps
@@ -97,38 +98,18 @@ class _SampleSegmentations(Sequence):
 
 
 def as_float_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """Raw image to (H, W, 3) float32 in [0, 1] (integers scaled by their dtype's range).
+    """Raw image to (H, W, 3) float32 (integers scaled to [0, 1] by their dtype's range).
+
+    Float arrays of any range are accepted: the model's normalisation rescales them anyway.
 
     Args:
-        image: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA; uint8, uint16 or float.
+        image: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA; uint8, uint16, bool or float.
         name: How to name the image in errors.
 
     Raises:
-        InputError: Unsupported shape or dtype, or non-finite values.
+        InputError: Unsupported shape or dtype, an empty image, or non-finite values.
     """
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[..., :3]
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise InputError(
-            name, f"expected a 2-D grey (H, W) or colour (H, W, 3) image, got shape {arr.shape}"
-        )
-    if min(arr.shape[:2]) < 1:
-        raise InputError(name, f"empty image of shape {arr.shape}")
-    if arr.dtype == np.bool_:
-        return arr.astype(np.float32)
-    if arr.dtype.kind == "u":
-        return (arr / np.float32(np.iinfo(arr.dtype).max)).astype(np.float32)
-    if arr.dtype.kind == "f":
-        out = arr.astype(np.float32)
-        if not np.isfinite(out).all():
-            raise InputError(name, "image contains NaN or infinite values")
-        return out
-    raise InputError(name, f"unsupported pixel type {arr.dtype}; use uint8, uint16 or float")
+    return to_rgb_float(image, name, any_float_range=True)
 
 
 def bundled_model_path() -> Path:

@@ -141,18 +141,23 @@ def read_raw(path: str | Path, palette_as_indices: bool = False) -> np.ndarray:
     return _read_tiff(path) if suffix in _TIFF else _read_pil(path, palette_as_indices)
 
 
-def to_rgb_float(array: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
+def to_rgb_float(
+    array: np.ndarray, path: str | Path = "<array>", any_float_range: bool = False
+) -> np.ndarray:
     """Convert a decoded image to (H, W, 3) float32 in [0, 1].
 
     Args:
         array: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array; uint8, uint16, bool or float.
         path: Name used in error messages.
+        any_float_range: Accept float images outside [0, 1] unchanged (for in-memory arrays
+            that are percentile-normalised afterwards anyway).
 
     Returns:
-        A new (H, W, 3) float32 array.
+        A new (H, W, 3) float32 array (in [0, 1] unless ``any_float_range``).
 
     Raises:
-        InputError: unsupported dtype or shape, NaN/inf values, float values outside [0, 1].
+        InputError: unsupported dtype or shape, empty image, NaN/inf values, float values
+            outside [0, 1].
     """
     a = np.asarray(array)
     if a.ndim == 3 and a.shape[2] == 1:
@@ -163,6 +168,8 @@ def to_rgb_float(array: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
         a = a[..., :3]
     elif not (a.ndim == 3 and a.shape[2] == 3):
         raise InputError(path, f"image has shape {a.shape}; {_SUPPORTED}")
+    if a.size == 0:
+        raise InputError(path, f"empty image of shape {np.shape(array)}")
     if a.dtype == np.uint8:
         out = a.astype(np.float32) / np.float32(255)
     elif a.dtype == np.uint16:
@@ -173,7 +180,7 @@ def to_rgb_float(array: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
         out = a.astype(np.float32)
         if not np.isfinite(out).all():
             raise InputError(path, "image contains NaN or infinite values")
-        if out.min() < 0 or out.max() > 1:
+        if not any_float_range and (out.min() < 0 or out.max() > 1):
             raise InputError(
                 path,
                 f"float image values span [{out.min():g}, {out.max():g}]; float images must be "
