@@ -448,7 +448,10 @@ def _review_tuning(
         nucleus = tune_review_thresholds(u_n, e_n)
     else:
         notes.append("no nucleus was predicted: the nucleus threshold was kept")
-    image = tune_review_thresholds(u_i, e_i)
+    # Images: Youden's J, not F1. When most validation images fall below the quality target,
+    # F1 is maximised by flagging every image, which tells a user nothing; J balances the
+    # flagged share of poor images against the flagged share of good ones.
+    image = tune_review_thresholds(u_i, e_i, criterion="youden")
     thresholds = dataclasses.replace(
         old,
         nucleus_uncertainty=nucleus.threshold if nucleus else old.nucleus_uncertainty,
