@@ -39,5 +39,5 @@ for name in "$@"; do
     timed "$out.time.json" "$BIN/bayescellseg" evaluate "${args[@]}"
   done
 done
-"$BIN/python" experiments/study_table.py "$RUNS" > docs/study_table.md
-cat docs/study_table.md
+"$BIN/python" experiments/study_table.py "$RUNS" > "$RUNS/study_table.md"
+cat "$RUNS/study_table.md"
