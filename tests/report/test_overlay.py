@@ -28,8 +28,8 @@ def test_overlay_colours_contours_by_uncertainty() -> None:
     out = make_overlay(image, labels, {3: 0.0, 8: 1.0})
     assert out.shape == (40, 40, 3) and out.dtype == np.uint8
     edges = find_boundaries(labels, mode="inner")
-    assert (out[edges & (labels == 3)] == _cmap_bytes("viridis", 0.0)).all()
-    assert (out[edges & (labels == 8)] == _cmap_bytes("viridis", 1.0)).all()
+    assert (out[edges & (labels == 3)] == _cmap_bytes("RdYlGn_r", 0.0)).all()
+    assert (out[edges & (labels == 8)] == _cmap_bytes("RdYlGn_r", 1.0)).all()
     # Interiors and background show the stretched image (grey), not contour colours.
     interior = (labels > 0) & ~edges
     assert (out[interior] == out[interior][:, :1]).all()

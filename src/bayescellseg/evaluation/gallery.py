@@ -63,7 +63,7 @@ def render_panels(item: EvalItem, unmatched: set[int]) -> tuple[tuple[str, bytes
         ("image" if item.image is not None else "image unavailable: probability map",
          display_image(source)),
         ("truth (outlined)", make_overlay(source, item.truth, dict.fromkeys(truth_ids, 0.5))),
-        ("prediction: outline colour = nucleus uncertainty (viridis), magenta = no true match",
+        ("prediction: outline colour = nucleus uncertainty (green = certain, red = uncertain), magenta = no true match",
          make_overlay(source, pred.labels, pred.nucleus_uncertainty, unmatched)),
     ]  # fmt: skip
     for key, caption in (("entropy", "predictive entropy (bits, 0-1)"),

@@ -16,7 +16,7 @@ from skimage.segmentation import find_boundaries
 __all__ = ["FLAG_COLOR", "colorize", "display_image", "make_overlay"]
 
 FLAG_COLOR = (255, 0, 255)
-"""Magenta ring drawn around flagged nuclei (absent from the default ``viridis`` colormap)."""
+"""Magenta ring drawn around flagged nuclei (absent from the default green-yellow-red ``RdYlGn_r`` colormap)."""
 _UNKNOWN_COLOR = (255, 255, 255)
 
 
@@ -95,13 +95,13 @@ def make_overlay(
     flagged: Set[int] = frozenset(),
     vmin: float = 0.0,
     vmax: float = 1.0,
-    cmap: str = "viridis",
+    cmap: str = "RdYlGn_r",
     flag_width: int = 2,
 ) -> np.ndarray:
     """Image with each nucleus outlined in the colour of its uncertainty; flagged ones ringed.
 
     Each nucleus's inner boundary pixels take ``cmap((u - vmin) / (vmax - vmin))`` of its
-    uncertainty ``u`` (dark purple = certain, yellow = uncertain with ``viridis``); nuclei missing
+    uncertainty ``u`` (green = certain, yellow, red = uncertain with ``RdYlGn_r``, visible on dark fluorescence and bright brightfield backgrounds alike); nuclei missing
     from ``nucleus_uncertainty`` are outlined in white. Nuclei in ``flagged`` also get a
     ``flag_width``-pixel magenta ring just outside their outline.
 

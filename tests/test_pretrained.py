@@ -1,0 +1,47 @@
+"""The bundled pretrained nucleus model: present, small, calibrated, and it segments nuclei."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bayescellseg.inference.segmenter import Segmenter, bundled_model_path
+from bayescellseg.io.dsb import read_dsb_sample
+from bayescellseg.metrics.matching import dsb_score
+from bayescellseg.samples import sample_root
+
+SMALL_SAMPLE = "1609b1b8480ee52652a644403b3f7d5511410a016750aa3b9a4c8ddb3e893e8e"  # 360x360
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> Segmenter:
+    return Segmenter.load()
+
+
+def test_bundled_model_folder_is_complete_and_small() -> None:
+    folder = bundled_model_path()
+    for name in ("config.json", "weights.safetensors", "MODEL_CARD.md", "train_log.csv"):
+        assert (folder / name).is_file(), name
+    assert (folder / "weights.safetensors").stat().st_size <= 25 * 2**20
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model"]["method"] == "mc_dropout"
+    # calibrated on the validation split: temperature, watershed and review thresholds stored
+    assert config["temperature"] > 0
+    assert {"postprocess", "review", "calibration"} <= set(config)
+    assert config["calibration"]["split"] == "val"
+
+
+def test_bundled_model_segments_a_validation_sample(segmenter: Segmenter) -> None:
+    sample = read_dsb_sample(sample_root(), SMALL_SAMPLE)
+    result = segmenter.predict(sample.image, n_samples=4, seed=0)
+    assert result.labels.shape == sample.labels.shape
+    assert dsb_score(sample.labels, result.labels) > 0.5  # 0.72 in the validation report
+    n_true = len(np.unique(sample.labels)) - 1
+    assert abs(result.summary["n_nuclei"] - n_true) <= 0.3 * n_true
+    for name, values in result.maps().items():
+        assert np.isfinite(values).all(), name
+        assert values.min() >= 0.0 and values.max() <= 1.0, name
+    assert np.allclose(result.entropy - result.aleatoric, result.epistemic, atol=1e-5)
+    assert {r.label for r in result.nuclei} == set(np.unique(result.labels)) - {0}
