@@ -271,8 +271,10 @@ def predict_batch(
                 raise FileExistsError(f"{path}: exists, use --overwrite to replace the outputs")
     if options.tile_size < 32:
         raise InputError("--tile", f"tile size must be at least 32 pixels, got {options.tile_size}")
-    if options.n_samples is not None and options.n_samples < 1:
-        raise InputError("--samples", f"must be at least 1, got {options.n_samples}")
+    if options.n_samples is not None and options.n_samples < 0:
+        raise InputError(
+            "--samples", f"must be at least 0 (0 = one deterministic pass), got {options.n_samples}"
+        )
     segmenter = Segmenter.load(model_dir, device=options.device)
     files, problems = list_inputs(inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -327,7 +329,8 @@ def predict_batch(
         f"done: {batch.n_ok} ok, {batch.n_failed} failed; review queue in {batch_files['summary']}"
     )
     for path, problem in batch.failures:
-        print(f"  failed: {path}: {problem}")
+        message = problem if problem.startswith(str(path)) else f"{path}: {problem}"
+        print(f"  failed: {message}")
     return batch
 
 
