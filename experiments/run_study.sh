@@ -2,13 +2,16 @@
 # Train, calibrate and evaluate the study's variants on the stored DSB2018 split.
 #   experiments/run_study.sh decoder16 [original16 variational16 ensemble16 deterministic16]
 # Env: DATA (default ../shared/data/dsb2018/stage1_train), RUNS (default runs), LIMIT_TTA
-# (evaluate TTA on the first N val images only; default: all), DEVICE (default cpu).
+# (evaluate TTA on the first N val images only; default: all), DEVICE (default cpu),
+# THREADS (torch CPU threads for training; default: the config's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 DATA=${DATA:-../shared/data/dsb2018/stage1_train}
 RUNS=${RUNS:-runs}
 DEVICE=${DEVICE:-cpu}
+THREADS_ARGS=()
+[ -n "${THREADS:-}" ] && THREADS_ARGS=(--num-threads "$THREADS")
 mkdir -p "$RUNS"
 
 timed() {  # timed OUT_JSON cmd... : run cmd, record its wall time
@@ -24,9 +27,9 @@ for name in "$@"; do
   model="$RUNS/$name"
   config="experiments/configs/$name.json"
   if [ -f "$model/checkpoints/last.pt" ]; then
-    "$BIN/bayescellseg" train --data "$DATA" --out "$model" --resume --device "$DEVICE"
+    "$BIN/bayescellseg" train --data "$DATA" --out "$model" --resume --device "$DEVICE" "${THREADS_ARGS[@]}"
   elif [ ! -f "$model/weights.safetensors" ]; then
-    "$BIN/bayescellseg" train --data "$DATA" --out "$model" --config "$config" --device "$DEVICE"
+    "$BIN/bayescellseg" train --data "$DATA" --out "$model" --config "$config" --device "$DEVICE" "${THREADS_ARGS[@]}"
   fi
   [ -n "$(python3 -c "import json;print(json.load(open('$model/config.json')).get('temperature') or '')")" ] ||
     "$BIN/bayescellseg" calibrate --model "$model" --data "$DATA" --split val

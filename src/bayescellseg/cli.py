@@ -92,6 +92,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         split_file=args.split_file,
+        fit_region=args.fit_region,
+        bias=args.bias,
         write=not args.dry_run,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
@@ -218,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ca = sub.add_parser(
         "calibrate",
-        help="fit temperature, watershed settings and review thresholds on validation images",
+        help="fit temperature, logit bias, watershed settings and review thresholds on validation images",
     )
     ca.add_argument("--model", type=Path, required=True, help="model folder (updated in place)")
     ca.add_argument(
@@ -245,6 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--limit", type=int, default=None, help="use only the first N images")
     ca.add_argument("--seed", type=int, default=0)
     ca.add_argument("--device", default="cpu")
+    ca.add_argument(
+        "--fit-region",
+        dest="fit_region",
+        choices=["band", "all"],
+        default="band",
+        help="pixels of the temperature/bias fit: within 3 px of a true nucleus boundary "
+        "(default) or all",
+    )
+    ca.add_argument(
+        "--no-bias",
+        dest="bias",
+        action="store_false",
+        help="fit the temperature only (no logit bias)",
+    )
     ca.add_argument("--dry-run", dest="dry_run", action="store_true", help="report, do not write")
     ca.set_defaults(func=_cmd_calibrate)
     return parser

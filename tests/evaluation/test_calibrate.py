@@ -15,7 +15,12 @@ from bayescellseg.cli import main
 from bayescellseg.data.normalize import normalize
 from bayescellseg.data.targets import make_targets
 from bayescellseg.errors import InputError
-from bayescellseg.evaluation.calibrate import calibrate_model, fit_mc_temperature, mc_nll
+from bayescellseg.evaluation.calibrate import (
+    calibrate_model,
+    fit_mc_calibration,
+    fit_mc_temperature,
+    mc_nll,
+)
 from bayescellseg.inference.sampling import (
     SamplingOptions,
     dequantize,
@@ -23,7 +28,7 @@ from bayescellseg.inference.sampling import (
     sample_tile,
 )
 from bayescellseg.inference.segmenter import Segmenter
-from bayescellseg.metrics.calibration import fit_temperature
+from bayescellseg.metrics.calibration import boundary_band, fit_temperature
 from bayescellseg.model.build import build_model
 from bayescellseg.model.config import ModelConfig
 from bayescellseg.model.store import load_model, save_model, update_extras
@@ -56,6 +61,33 @@ def test_mc_nll_hand_computed():
     p = expit(z / 2).mean(0)
     weighted = -(3 * np.log(p[0]) + 1 * np.log(1 - p[1])) / 4
     assert mc_nll(z, y, 2.0, weights=np.array([3.0, 1.0])) == pytest.approx(weighted, rel=1e-6)
+    # a bias is added after the temperature: sigmoid(z / 2 - 1)
+    p = expit(z / 2 - 1.0).mean(0)
+    assert mc_nll(z, y, 2.0, bias=-1.0) == pytest.approx(
+        -(np.log(p[0]) + np.log(1 - p[1])) / 2, rel=1e-6
+    )
+    with pytest.raises(ValueError, match="bias must be finite"):
+        mc_nll(z, y, bias=np.nan)
+
+
+def test_fit_recovers_known_temperature_and_bias():
+    """Outcomes drawn from sigmoid(z / 2 - 0.8): the joint fit finds T = 2 and b = -0.8."""
+    rng = np.random.default_rng(4)
+    z = rng.normal(0, 4, 40_000)
+    y = rng.random(z.size) < expit(z / 2.0 - 0.8)
+    temperature, bias = fit_mc_calibration(z, y)
+    assert temperature == pytest.approx(2.0, rel=0.06) and bias == pytest.approx(-0.8, abs=0.06)
+    # the joint optimum beats the temperature-only fit, which is what bias=False returns
+    t_only = fit_mc_temperature(z, y)
+    assert fit_mc_calibration(z, y, bias=False) == (t_only, 0.0)
+    assert mc_nll(z, y, temperature, bias=bias) < mc_nll(z, y, t_only) - 1e-3
+    # scaled logits: T scales, the bias does not
+    t3, b3 = fit_mc_calibration(3.0 * z, y)
+    assert t3 == pytest.approx(3.0 * temperature, rel=0.01) and b3 == pytest.approx(bias, abs=0.01)
+    # with calibrated logits there is nothing to correct
+    y0 = rng.random(z.size) < expit(z)
+    t0, b0 = fit_mc_calibration(z, y0)
+    assert t0 == pytest.approx(1.0, rel=0.06) and b0 == pytest.approx(0.0, abs=0.06)
 
 
 def test_fit_recovers_known_temperature_of_mc_average():
@@ -164,15 +196,20 @@ def test_calibrate_writes_extras_and_predict_uses_them(setup):
     model_dir, root, split = setup
     report = calibrate_model(model_dir, root, split_file=split, seed=0)
     assert report.n_images == 3 and report.n_samples == 3 and report.split == "val"
-    assert report.n_fit_pixels == 3 * 64 * 64  # small images: every pixel is in the fit
+    # default: fitted on the boundary band; small images give every band pixel to the fit
+    labels, _ = _images()
+    assert report.fit_region == "band"
+    assert report.n_fit_pixels == sum(int(boundary_band(lab, 3).sum()) for lab in labels)
     assert 0.05 < report.temperature < 20.0 and report.temperature_before == 1.0
-    # the fitted temperature lowers the NLL on the pixels it was fitted on
-    assert report.calibration_after["all"]["nll"] <= report.calibration_before["all"]["nll"]
+    assert report.bias != 0.0 and report.bias_before == 0.0
+    # the fitted map lowers the NLL on the pixels it was fitted on
+    assert report.calibration_after["band"]["nll"] <= report.calibration_before["band"]["nll"]
     assert report.calibration_after["all"]["n"] == 3 * 64 * 64
-    assert report.dsb_after >= report.dsb_before - 1e-12  # the grid contains the old settings
 
     extras = load_model(model_dir).extras
     assert extras["temperature"] == report.temperature
+    assert extras["logit_bias"] == report.bias
+    assert extras["calibration"]["fit_region"] == "band"
     assert extras["postprocess"] == report.watershed.to_dict()
     assert extras["review"] == report.review.to_dict()
     cal = extras["calibration"]
@@ -181,29 +218,36 @@ def test_calibrate_writes_extras_and_predict_uses_them(setup):
     assert cal["watershed"]["dsb_after"] == report.dsb_after
 
     seg = Segmenter.load(model_dir)
-    assert seg.temperature == report.temperature
+    assert seg.temperature == report.temperature and seg.logit_bias == report.bias
     assert seg.params == report.watershed and seg.review == report.review
     _, images = _images()
     result = seg.predict(images[0], n_samples=3, seed=0)
     raw = sample_tile(
         seg.model, seg.config, normalize(images[0]), SamplingOptions(3, seed=0, keep_logits=True)
     )
-    expected = expit(raw.foreground_logits / report.temperature).mean(0)
+    expected = expit(raw.foreground_logits / report.temperature + report.bias).mean(0)
     np.testing.assert_allclose(result.probability, expected, atol=1e-5)
     assert not np.allclose(result.probability, expit(raw.foreground_logits).mean(0), atol=1e-3)
 
 
 def test_scaled_logits_give_scaled_temperature(setup, tmp_path):
-    """Multiplying the foreground head by 3 multiplies every logit by 3: T must follow."""
+    """Multiplying the foreground head by 3 multiplies every logit by 3: T must follow.
+
+    Fitted on all pixels, temperature only (the other options of the fit).
+    """
     model_dir, root, split = setup
-    plain = calibrate_model(model_dir, root, split_file=split, write=False)
+    kwargs = {"split_file": split, "write": False, "fit_region": "all", "bias": False}
+    plain = calibrate_model(model_dir, root, **kwargs)
+    assert plain.n_fit_pixels == 3 * 64 * 64 and plain.bias == 0.0
+    # a temperature keeps sigmoid(z / T) > 0.5 where z > 0 and the grid holds the old settings
+    assert plain.dsb_after >= plain.dsb_before - 1e-12
     loaded = load_model(model_dir)
     with torch.no_grad():
         loaded.model.head.conv.weight[0] *= 3.0
         loaded.model.head.conv.bias[0] *= 3.0
     scaled_dir = tmp_path / "scaled"
     save_model(scaled_dir, loaded.model, loaded.config)
-    scaled = calibrate_model(scaled_dir, root, split_file=split, write=False)
+    scaled = calibrate_model(scaled_dir, root, **kwargs)
     assert scaled.temperature == pytest.approx(3.0 * plain.temperature, rel=0.01)
     for scope in ("all", "band"):
         for metric in ("nll", "ece"):
@@ -213,6 +257,8 @@ def test_scaled_logits_give_scaled_temperature(setup, tmp_path):
     before = (plain.calibration_before["all"]["nll"], scaled.calibration_before["all"]["nll"])
     assert abs(before[0] - before[1]) > 1e-3, before  # untempered, the scaled model differs
     assert "temperature" not in load_model(scaled_dir).extras  # write=False wrote nothing
+    with pytest.raises(ValueError, match="fit_region"):
+        calibrate_model(model_dir, root, split_file=split, fit_region="interior")
 
 
 def test_cli_prints_table_and_rerun_replaces_values(setup, capsys):
@@ -220,7 +266,7 @@ def test_cli_prints_table_and_rerun_replaces_values(setup, capsys):
     args = ["calibrate", "--model", str(model_dir), "--data", str(root), "--split-file", str(split)]
     assert main(args) == 0
     out = capsys.readouterr().out
-    for text in ("temperature", "NLL, all pixels", "ECE, boundary band", "DSB score", "recall"):
+    for text in ("temperature", "logit bias", "NLL, all pixels", "ECE, boundary band", "recall"):
         assert text in out
     first = load_model(model_dir).extras
     assert first["calibration"]["n_images"] == 3
@@ -234,6 +280,10 @@ def test_cli_prints_table_and_rerun_replaces_values(setup, capsys):
     assert second["calibration"]["watershed"]["before"]["fg_threshold"] == 0.9
     assert second["postprocess"]["fg_threshold"] in (0.4, 0.5, 0.6)
     assert "Settings written to" in capsys.readouterr().out
+    assert main([*args, "--fit-region", "all", "--no-bias"]) == 0
+    third = load_model(model_dir).extras
+    assert third["logit_bias"] == 0.0 and third["calibration"]["fit_region"] == "all"
+    assert "fitted on all pixels" in capsys.readouterr().out
 
 
 def test_dry_run_and_all_images(setup, capsys):

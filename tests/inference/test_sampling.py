@@ -148,6 +148,13 @@ def test_temperature_divides_foreground_logits() -> None:
     )
     np.testing.assert_allclose(out.moments.contour, torch.sigmoid(logits[1]).numpy(), atol=1e-6)
     assert out.foreground.shape == (1, 40, 36)  # deterministic: a single sample
+    biased = sample_tile(model, config, x, SamplingOptions(temperature=2.0, logit_bias=-0.5))
+    np.testing.assert_allclose(
+        biased.moments.probability, torch.sigmoid(logits[0] / 2 - 0.5).numpy(), atol=1e-6
+    )
+    np.testing.assert_allclose(biased.moments.contour, out.moments.contour)  # contour untouched
+    with pytest.raises(ValueError, match="logit_bias"):
+        SamplingOptions(logit_bias=float("inf"))
 
 
 @pytest.mark.parametrize("method", ["deterministic", "mc_dropout"])

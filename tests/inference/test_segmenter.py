@@ -66,13 +66,14 @@ def test_bad_images_raise_input_error(model_dir) -> None:
 
 
 def test_temperature_and_postprocess_from_extras(model_factory, raw_image) -> None:
-    folder = model_factory({"temperature": 2.0}, method="deterministic")
+    folder = model_factory({"temperature": 2.0, "logit_bias": 0.25}, method="deterministic")
     seg = Segmenter.load(folder)
     result = seg.predict(raw_image)
     x = normalize(as_float_rgb(raw_image), mode=seg.config.normalization)
     with torch.no_grad():
         logits = seg.model(torch.from_numpy(x.transpose(2, 0, 1).copy())[None])[0]
-    np.testing.assert_allclose(result.probability, torch.sigmoid(logits[0] / 2).numpy(), atol=1e-5)
+    expected = torch.sigmoid(logits[0] / 2 + 0.25).numpy()
+    np.testing.assert_allclose(result.probability, expected, atol=1e-5)
     # Deterministic: one sample, no epistemic uncertainty, stability unknown (NaN).
     assert result.summary["n_samples"] == 1
     assert result.epistemic.max() == 0
@@ -88,6 +89,8 @@ def test_invalid_extras_are_reported(model_factory) -> None:
         Segmenter.load(model_factory({"postprocess": {"no_such_setting": 1}}))
     with pytest.raises(InputError, match="temperature"):
         Segmenter.load(model_factory({"temperature": -1}))
+    with pytest.raises(InputError, match="logit_bias must be a finite number"):
+        Segmenter.load(model_factory({"logit_bias": "high"}))
 
 
 def test_load_errors(tmp_path) -> None:

@@ -5,10 +5,15 @@ raw per-sample foreground logits (float16), the per-sample contour probabilities
 mean contour map and the true labels in a temporary folder (memory-mapped, so memory stays
 bounded), plus a seeded pixel subsample of the logits for the temperature fit. Then:
 
-1. **Temperature.** Prediction divides every stochastic sample's foreground logit by ``T``
-   before the sigmoid and averages the sample probabilities, so ``T`` minimises the NLL of the
-   *MC-averaged* probability ``p(T) = mean_t sigmoid(z_t / T)`` (:func:`fit_mc_temperature`).
-   For a deterministic model (one sample) this is ordinary temperature scaling.
+1. **Temperature and bias.** Prediction maps every stochastic sample's foreground logit to
+   ``z / T + b`` before the sigmoid and averages the sample probabilities, so ``(T, b)``
+   minimise the NLL of the *MC-averaged* probability ``p = mean_t sigmoid(z_t / T + b)``
+   (:func:`fit_mc_calibration`; with ``bias=False`` only ``T``, :func:`fit_mc_temperature`).
+   For a deterministic model (one sample) this is Platt / temperature scaling. By default the
+   fit uses the pixels of the **boundary band** (within 3 px of a true nucleus boundary): away
+   from boundaries almost every pixel is predicted with near certainty, so an all-pixel fit is
+   dominated by them and corrects the few uncertain pixels off the nuclei (false positives) at
+   the expense of the boundaries, where users read the uncertainty.
 2. **Watershed.** :func:`~bayescellseg.postprocess.tune.tune_watershed` on the tempered maps
    (mean DSB2018 score); settings outside its grid keep the folder's current values.
 3. **Review thresholds.** The tuned segmentation of every image, its per-sample segmentations and
@@ -16,11 +21,11 @@ bounded), plus a seeded pixel subsample of the logits for the temperature fit. T
    :func:`~bayescellseg.postprocess.tune.review_thresholds_from_validation` picks the nucleus
    and image thresholds (F1 of flagging the real errors).
 4. Everything is written into the model folder's ``config.json`` extras (``temperature``,
-   ``postprocess``, ``review``, ``calibration``) with :func:`~bayescellseg.model.store.update_extras`;
+   ``logit_bias``, ``postprocess``, ``review``, ``calibration``) with :func:`~bayescellseg.model.store.update_extras`;
    ``Segmenter.load`` applies them from then on. Re-running replaces them.
 
-"Before" figures use the folder's settings as they were (temperature 1 and default settings for
-a freshly trained model). The fit is made without test-time augmentation; all figures are
+"Before" figures use the folder's settings as they were (temperature 1, bias 0 and default
+settings for a freshly trained model). The fit is made without test-time augmentation; all figures are
 measured on the same validation images the settings were fitted on.
 """
 
@@ -62,12 +67,16 @@ __all__ = [
     "CalibrationReport",
     "FitSet",
     "calibrate_model",
+    "fit_mc_calibration",
     "fit_mc_temperature",
     "format_calibration",
     "mc_nll",
 ]
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)
+BIAS_BOUNDS = (-10.0, 10.0)
+FIT_REGIONS = ("band", "all")
+_REGION_NAMES = {"band": "the boundary band", "all": "all pixels"}
 _CHUNK = 2**17  # pixels per chunk of the NLL evaluation (bounded temporaries)
 
 
@@ -95,7 +104,9 @@ def _check_fit_inputs(
     return z, y.astype(bool), w
 
 
-def _nll_sum(z: np.ndarray, y: np.ndarray, w: np.ndarray, temperature: float) -> float:
+def _nll_sum(
+    z: np.ndarray, y: np.ndarray, w: np.ndarray, temperature: float, bias: float = 0.0
+) -> float:
     """Weighted sum of ``-log`` of the MC-averaged likelihood, chunked over pixels.
 
     float32 inside a chunk (per-pixel error ~1e-7, twice as fast), float64 across pixels.
@@ -104,7 +115,7 @@ def _nll_sum(z: np.ndarray, y: np.ndarray, w: np.ndarray, temperature: float) ->
     scale = np.float32(1.0 / temperature)
     total = 0.0
     for start in range(0, y.size, _CHUNK):
-        zc = z[:, start : start + _CHUNK].astype(np.float32) * scale
+        zc = z[:, start : start + _CHUNK].astype(np.float32) * scale + np.float32(bias)
         # log sigmoid(+-z) of the true class: log sigmoid(x) = -softplus(-x)
         log_p = -np.logaddexp(np.float32(0.0), np.where(y[start : start + _CHUNK], -zc, zc))
         top = log_p.max(axis=0)
@@ -118,8 +129,9 @@ def mc_nll(
     targets: np.ndarray,
     temperature: float = 1.0,
     weights: np.ndarray | None = None,
+    bias: float = 0.0,
 ) -> float:
-    """Mean NLL (nats) of the MC-averaged probability ``mean_t sigmoid(z_t / T)``.
+    """Mean NLL (nats) of the MC-averaged probability ``mean_t sigmoid(z_t / T + bias)``.
 
     Args:
         logits: (T, N) foreground logits of T samples at N pixels ((N,) = one sample).
@@ -127,6 +139,7 @@ def mc_nll(
         temperature: ``T > 0``.
         weights: Optional (N,) pixel weights (e.g. inverse sampling rates); the result is the
             weighted mean.
+        bias: Added to the tempered logits.
 
     Returns:
         The (weighted) mean negative log-likelihood (no clipping; float32 per pixel).
@@ -137,7 +150,9 @@ def mc_nll(
     z, y, w = _check_fit_inputs(logits, targets, weights)
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    return _nll_sum(z, y, w, float(temperature)) / float(w.sum())
+    if not np.isfinite(bias):
+        raise ValueError(f"bias must be finite, got {bias}")
+    return _nll_sum(z, y, w, float(temperature), float(bias)) / float(w.sum())
 
 
 def fit_mc_temperature(
@@ -181,17 +196,66 @@ def fit_mc_temperature(
     return float(np.clip(np.exp(best), lo, hi))
 
 
+def fit_mc_calibration(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    weights: np.ndarray | None = None,
+    bias: bool = True,
+) -> tuple[float, float]:
+    """The temperature and logit bias minimising :func:`mc_nll`.
+
+    Starts from :func:`fit_mc_temperature` (bias 0), then refines ``(log T, b)`` jointly
+    (Nelder-Mead). The joint optimum is kept only if it lowers the NLL and lies inside
+    ``TEMPERATURE_BOUNDS`` x ``BIAS_BOUNDS``. With one sample this is Platt scaling of the logit.
+
+    Args:
+        logits: (T, N) raw foreground logits of T samples at N pixels ((N,) = one sample).
+        targets: (N,) binary truth.
+        weights: Optional (N,) pixel weights.
+        bias: Fit the bias too (False: temperature only, bias 0).
+
+    Returns:
+        ``(temperature, bias)``.
+
+    Raises:
+        ValueError: Bad inputs.
+    """
+    z, y, w = _check_fit_inputs(logits, targets, weights)
+    temperature = fit_mc_temperature(z, y, w)
+    if not bias:
+        return temperature, 0.0
+
+    def objective(x: np.ndarray) -> float:
+        t, b = float(np.exp(x[0])), float(x[1])
+        inside = TEMPERATURE_BOUNDS[0] <= t <= TEMPERATURE_BOUNDS[1]
+        inside = inside and BIAS_BOUNDS[0] <= b <= BIAS_BOUNDS[1]
+        return _nll_sum(z, y, w, t, b) if inside else np.inf
+
+    start = np.array([np.log(temperature), 0.0])
+    simplex = np.array([start, start + [0.2, 0.0], start + [0.0, 0.5]])
+    res = optimize.minimize(
+        objective,
+        start,
+        method="Nelder-Mead",
+        options={"xatol": 1e-4, "fatol": 1e-9 * float(w.sum()), "initial_simplex": simplex},
+    )
+    if not (np.isfinite(res.fun) and res.fun < objective(start)):
+        return temperature, 0.0
+    return float(np.exp(res.x[0])), float(res.x[1])
+
+
 # ----------------------------------------------------------------------------- collection
 
 
 @dataclass(frozen=True)
 class FitSet:
-    """Pixel subsample for the temperature fit.
+    """Pixel subsample for the temperature / bias fit.
 
     Attributes:
         logits: (T, N) float32 raw foreground logits.
         targets: (N,) bool truth.
-        weights: (N,) pixels each subsampled pixel stands for (its image's pixels / picks).
+        weights: (N,) pixels each subsampled pixel stands for (its image's region pixels /
+            picks).
     """
 
     logits: np.ndarray
@@ -217,9 +281,14 @@ def _collect(
     workdir: Path,
     max_fit_pixels: int,
     seed: int,
+    fit_region: str,
     log: Callable[[str], None],
 ) -> tuple[list[_Stored], FitSet]:
-    """Run the model once per image; store its outputs and draw the fit subsample."""
+    """Run the model once per image; store its outputs and draw the fit subsample.
+
+    The subsample is drawn from each image's boundary band (``fit_region="band"``) or from all
+    its pixels (``"all"``), at most ``max_fit_pixels // n_images`` pixels per image.
+    """
     from bayescellseg.data.normalize import normalize
     from bayescellseg.inference.segmenter import as_float_rgb
 
@@ -239,12 +308,19 @@ def _collect(
         np.save(item.folder / "contour.npy", out.maps.contour)
         np.save(item.folder / "truth.npy", np.asarray(sample.labels, np.uint32))
         stored.append(item)
-        n_pix = sample.labels.size
-        pick = np.sort(rng.choice(n_pix, size=min(cap, n_pix), replace=False))
-        fit_z.append(out.foreground_logits.reshape(out.foreground_logits.shape[0], -1)[:, pick])
-        fit_y.append(sample.labels.reshape(-1)[pick] > 0)
-        fit_w.append(np.full(pick.size, n_pix / pick.size))
+        if fit_region == "band":
+            region = np.flatnonzero(boundary_band(np.asarray(sample.labels), width=3))
+        else:
+            region = np.arange(sample.labels.size)
+        if region.size:
+            pick = np.sort(rng.choice(region, size=min(cap, region.size), replace=False))
+            z = out.foreground_logits.reshape(out.foreground_logits.shape[0], -1)
+            fit_z.append(z[:, pick])
+            fit_y.append(sample.labels.reshape(-1)[pick] > 0)
+            fit_w.append(np.full(pick.size, region.size / pick.size))
         log(f"[{i + 1}/{len(refs)}] {ref.id}: {sample.labels.shape[0]}x{sample.labels.shape[1]}")
+    if not fit_z:
+        raise InputError("validation images", f"no pixels in the fit region {fit_region!r}")
     fit = FitSet(
         logits=np.concatenate(fit_z, axis=1).astype(np.float32),
         targets=np.concatenate(fit_y),
@@ -253,9 +329,10 @@ def _collect(
     return stored, fit
 
 
-def _tempered(item: _Stored, temperature: float) -> np.ndarray:
-    """(T, H, W) float32 per-sample foreground probabilities at ``temperature``."""
-    return expit(np.asarray(item.load("logits"), np.float32) / np.float32(temperature))
+def _tempered(item: _Stored, temperature: float, bias: float) -> np.ndarray:
+    """(T, H, W) float32 per-sample foreground probabilities ``sigmoid(z / T + bias)``."""
+    z = np.asarray(item.load("logits"), np.float32)
+    return expit(z / np.float32(temperature) + np.float32(bias))
 
 
 # ----------------------------------------------------------------------------- report
@@ -280,6 +357,9 @@ class CalibrationReport:
     n_fit_pixels: int
     temperature_before: float
     temperature: float
+    bias_before: float
+    bias: float
+    fit_region: str
     calibration_before: dict[str, dict[str, float]]
     calibration_after: dict[str, dict[str, float]]
     watershed_before: WatershedParams
@@ -311,6 +391,8 @@ class CalibrationReport:
             "seed": self.seed,
             "n_fit_pixels": self.n_fit_pixels,
             "temperature": {"before": self.temperature_before, "after": self.temperature},
+            "logit_bias": {"before": self.bias_before, "after": self.bias},
+            "fit_region": self.fit_region,
             "metrics": {"before": self.calibration_before, "after": self.calibration_after},
             "watershed": {
                 "before": self.watershed_before.to_dict(),
@@ -407,14 +489,14 @@ def _select(
 def _review_tuning(
     stored: Sequence[_Stored],
     segmenter: Segmenter,
-    temperature: float,
+    calibration: tuple[float, float],
     params: WatershedParams,
     quality_target: float,
 ) -> tuple[ReviewThresholds, ThresholdChoice | None, ThresholdChoice, dict, list[str]]:
     """Per-nucleus / per-image uncertainties of the tuned segmentation, then the thresholds."""
     nucleus_u, nucleus_err, image_u, image_score = [], [], [], []
     for item in stored:
-        fg = _tempered(item, temperature)
+        fg = _tempered(item, *calibration)
         ct = item.load("contour_samples")
         truth = item.load("truth")
         maps = uncertainty_maps(sample_moments(fg, dequantize(ct)))
@@ -471,12 +553,14 @@ def calibrate_model(
     *,
     split_file: str | Path | None = None,
     max_fit_pixels: int = 1_000_000,
+    fit_region: str = "band",
+    bias: bool = True,
     quality_target: float = 0.7,
     watershed_grid: dict[str, Sequence[float]] | None = None,
     write: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> CalibrationReport:
-    """Fit the temperature, watershed settings and review thresholds of a model folder.
+    """Fit the temperature, logit bias, watershed settings and review thresholds of a model.
 
     Args:
         model_dir: Model folder (``config.json`` + ``weights.safetensors``); updated in place.
@@ -490,6 +574,9 @@ def calibrate_model(
             hash of its training split, a different split file is refused.
         max_fit_pixels: Pixels (over all images) in the temperature fit; each image gives
             ``max_fit_pixels // n_images`` and its pixels are weighted by its size.
+        fit_region: ``"band"`` (default): fit on the pixels within 3 px of a true nucleus
+            boundary; ``"all"``: on all pixels.
+        bias: Fit a logit bias with the temperature (False: temperature only).
         quality_target: Images with a true DSB score below this count as needing review.
         watershed_grid: Grid for :func:`tune_watershed` (None: its default grid).
         write: Write the results into the model folder (False: only report them).
@@ -501,6 +588,8 @@ def calibrate_model(
     Raises:
         InputError: Bad model folder, dataset, split or device.
     """
+    if fit_region not in FIT_REGIONS:
+        raise ValueError(f"fit_region must be one of {FIT_REGIONS}, got {fit_region!r}")
     start = time.perf_counter()
     log = log or (lambda _line: None)
     model_dir, data_root = Path(model_dir), Path(data_root)
@@ -508,12 +597,16 @@ def calibrate_model(
     refs = _select(data_root, split, split_file, limit, segmenter.extras.get("training") or {})
     options = SamplingOptions(n_samples=n_samples, seed=seed, keep_logits=True)
     with tempfile.TemporaryDirectory(prefix="bayescellseg-calibrate-") as tmp:
-        stored, fit = _collect(segmenter, refs, options, Path(tmp), max_fit_pixels, seed, log)
-        temperature = fit_mc_temperature(fit.logits, fit.targets, fit.weights)
+        stored, fit = _collect(
+            segmenter, refs, options, Path(tmp), max_fit_pixels, seed, fit_region, log
+        )
+        temperature, logit_bias = fit_mc_calibration(fit.logits, fit.targets, fit.weights, bias)
+        before = (segmenter.temperature, segmenter.logit_bias)
+        after = (temperature, logit_bias)
         notes = []
         if not TEMPERATURE_BOUNDS[0] * 1.001 < temperature < TEMPERATURE_BOUNDS[1] / 1.001:
             notes.append(f"the temperature hit its search bound {TEMPERATURE_BOUNDS}")
-        log(f"temperature {temperature:.3f}; tuning the watershed")
+        log(f"temperature {temperature:.3f}, bias {logit_bias:+.3f}; tuning the watershed")
 
         accs = {
             when: {"all": CalibrationAccumulator(), "band": CalibrationAccumulator()}
@@ -523,10 +616,10 @@ def calibrate_model(
         for item in stored:
             truth = np.asarray(item.load("truth"))
             band = boundary_band(truth, width=3)
-            prob_before = _tempered(item, segmenter.temperature).mean(axis=0)
+            prob_before = _tempered(item, *before).mean(axis=0)
             labels = instances_from_maps(prob_before, item.load("contour"), segmenter.params)
             before_scores.append(dsb_score(truth, labels))
-            prob_after.append(_tempered(item, temperature).mean(axis=0))
+            prob_after.append(_tempered(item, *after).mean(axis=0))
             for when, prob in (("before", prob_before), ("after", prob_after[-1])):
                 accs[when]["all"].add(prob, truth > 0)
                 accs[when]["band"].add(prob, truth > 0, band)
@@ -540,7 +633,7 @@ def calibrate_model(
         del prob_after
         log("tuning the review thresholds")
         review, nucleus, image, review_before, more = _review_tuning(
-            stored, segmenter, temperature, params, quality_target
+            stored, segmenter, after, params, quality_target
         )
     report = CalibrationReport(
         model_dir=str(model_dir),
@@ -552,6 +645,9 @@ def calibrate_model(
         n_fit_pixels=int(fit.targets.size),
         temperature_before=segmenter.temperature,
         temperature=temperature,
+        bias_before=segmenter.logit_bias,
+        bias=logit_bias,
+        fit_region=fit_region,
         calibration_before={k: _scores(acc) for k, acc in accs["before"].items()},
         calibration_after={k: _scores(acc) for k, acc in accs["after"].items()},
         watershed_before=segmenter.params,
@@ -575,6 +671,7 @@ def calibrate_model(
         update_extras(
             model_dir,
             temperature=temperature,
+            logit_bias=logit_bias,
             postprocess=params.to_dict(),
             review=review.to_dict(),
             calibration=report.to_extras(),
@@ -587,10 +684,12 @@ def format_calibration(report: CalibrationReport) -> str:
     split = report.split or "all"
     lines = [
         f"Calibrated on {report.n_images} images ({split}) of {report.data_root}, "
-        f"T = {report.n_samples} samples, seed {report.seed}, {report.seconds:.0f} s",
+        f"T = {report.n_samples} samples, seed {report.seed}, {report.seconds:.0f} s; "
+        f"calibration fitted on {_REGION_NAMES[report.fit_region]}",
         "",
         f"{'':32}{'before':>10}{'after':>10}",
         f"{'temperature':32}{report.temperature_before:>10.3f}{report.temperature:>10.3f}",
+        f"{'logit bias':32}{report.bias_before:>10.3f}{report.bias:>10.3f}",
     ]
     for scope, name in (("all", "all pixels"), ("band", "boundary band (3 px)")):
         for metric in ("nll", "ece"):

@@ -310,6 +310,7 @@ def predict_batch(
         "model": str(segmenter.source),
         "model_config": segmenter.config.to_dict(),
         "temperature": segmenter.temperature,
+        "logit_bias": segmenter.logit_bias,
         "postprocess": segmenter.params.to_dict(),
         "review": segmenter.review.to_dict(),
         "options": dataclasses.asdict(options),

@@ -30,6 +30,7 @@ Test-time augmentation
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -68,6 +69,7 @@ class SamplingOptions:
         share: Run the deterministic part once and batch only the stochastic tail.
         seed: Base seed; sample t uses ``sample_seed(seed, t)``.
         temperature: Foreground logits are divided by this before the sigmoid (calibration).
+        logit_bias: Then this is added (calibration): ``p = sigmoid(z / temperature + bias)``.
         max_batch_pixels: Upper bound on rows x pixels of one forward batch (memory / speed).
         keep_logits: Also return each sample's raw foreground logit (before the temperature;
             with TTA, the mean over the transforms), e.g. to fit the temperature.
@@ -78,6 +80,7 @@ class SamplingOptions:
     share: bool = True
     seed: int = 0
     temperature: float = 1.0
+    logit_bias: float = 0.0
     max_batch_pixels: int = 2**19
     keep_logits: bool = False
 
@@ -86,6 +89,8 @@ class SamplingOptions:
             raise ValueError(f"n_samples must be >= 0, got {self.n_samples}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not math.isfinite(self.logit_bias):
+            raise ValueError(f"logit_bias must be finite, got {self.logit_bias}")
         if self.max_batch_pixels < 1:
             raise ValueError(f"max_batch_pixels must be >= 1, got {self.max_batch_pixels}")
 
@@ -219,7 +224,7 @@ def sample_tile(
                     member, xt, seeds, options.share, rows_per_batch
                 ):
                     logits = inverse_transform(logits, k, flip).float().cpu()
-                    fg = torch.sigmoid(logits[:, 0] / options.temperature)
+                    fg = torch.sigmoid(logits[:, 0] / options.temperature + options.logit_bias)
                     ct = torch.sigmoid(logits[:, 1])
                     sums["p"] += fg.sum(0)
                     sums["p2"] += fg.square().sum(0)

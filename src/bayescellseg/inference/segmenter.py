@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -123,7 +124,8 @@ class Segmenter:
     Args:
         model: The network (UNet or Ensemble), eval mode.
         config: Its configuration.
-        extras: The model folder's extras (``postprocess``, ``temperature``, ``review``, ...).
+        extras: The model folder's extras (``postprocess``, ``temperature``, ``logit_bias``,
+            ``review``, ...).
         source: Where it was loaded from (for provenance), if anywhere.
     """
 
@@ -151,6 +153,12 @@ class Segmenter:
         if not isinstance(temperature, int | float) or not temperature > 0:
             raise InputError(where, f"temperature must be a positive number, got {temperature!r}")
         self.temperature = float(temperature)
+        bias = self.extras.get("logit_bias", 0.0)
+        if bias is None:
+            bias = 0.0
+        if not isinstance(bias, int | float) or not math.isfinite(bias):
+            raise InputError(where, f"logit_bias must be a finite number, got {bias!r}")
+        self.logit_bias = float(bias)
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "cpu") -> Segmenter:
@@ -216,7 +224,11 @@ class Segmenter:
 
         normalised = normalize(as_float_rgb(image), mode=self.config.normalization)
         options = SamplingOptions(
-            n_samples=n_samples, tta=tta, seed=seed, temperature=self.temperature
+            n_samples=n_samples,
+            tta=tta,
+            seed=seed,
+            temperature=self.temperature,
+            logit_bias=self.logit_bias,
         )
         samples = sample_image(self.model, self.config, normalised, options, tile_size=tile_size)
         del normalised  # large images: free it before the per-sample segmentations
