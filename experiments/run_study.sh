@@ -33,9 +33,12 @@ for name in "$@"; do
   fi
   [ -n "$(python3 -c "import json;print(json.load(open('$model/config.json')).get('temperature') or '')")" ] ||
     "$BIN/bayescellseg" calibrate --model "$model" --data "$DATA" --split val
+  # a deterministic network has one prediction: its "MC" rows would repeat the "sampling off" ones
+  method=$(python3 -c "import json;print(json.load(open('$model/config.json'))['model']['method'])")
   for variant in mc det mc_tta det_tta; do
     out="$RUNS/$name.eval_$variant"
     [ -f "$out/metrics.json" ] && continue
+    case $variant in mc*) [ "$method" = deterministic ] && continue ;; esac
     args=(--model "$model" --data "$DATA" --split val --out "$out" --overwrite)
     case $variant in det*) args+=(--samples 0) ;; esac
     case $variant in *tta) args+=(--tta); [ -n "${LIMIT_TTA:-}" ] && args+=(--limit "$LIMIT_TTA") ;; esac
