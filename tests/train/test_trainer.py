@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bayescellseg.errors import InputError
-from bayescellseg.model.store import load_model
+from bayescellseg.model.store import load_model, update_extras
 from bayescellseg.train import trainer
 from bayescellseg.train.trainer import LOG_COLUMNS, fit
 from tests.train.helpers import synthetic_samples, tiny_config
@@ -139,6 +139,28 @@ def test_existing_folder_is_refused_and_overwrite_starts_afresh(tmp_path, data) 
     # a finished run resumed with more epochs carries on
     fit(data[0], [], tiny_config(epochs=2, steps_per_epoch=1), out, resume=True)
     assert [r["epoch"] for r in _log(out)] == ["1", "2"]
+
+
+def test_resuming_a_finished_run_keeps_the_calibration(tmp_path, data) -> None:
+    """`train --resume` on a finished run trains nothing and must not drop calibrate's extras."""
+    out = tmp_path / "m"
+    cfg = tiny_config(epochs=1, steps_per_epoch=1)
+    fit(data[0], data[1], cfg, out)
+    update_extras(out, temperature=1.5, logit_bias=-0.4)
+    weights = (out / "weights.safetensors").read_bytes()
+    fit(data[0], data[1], cfg, out, resume=True)
+    extras = load_model(out).extras
+    assert extras["temperature"] == 1.5 and extras["logit_bias"] == -0.4
+    assert extras["training"]["epochs_done"] == 1
+    assert (out / "weights.safetensors").read_bytes() == weights
+    # training more epochs can export new weights, which drops the old calibration
+    fit(data[0], data[1], tiny_config(epochs=3, steps_per_epoch=1, lr=cfg.lr), out, resume=True)
+    extras = load_model(out).extras
+    assert extras["training"]["epochs_done"] == 3
+    if (out / "weights.safetensors").read_bytes() != weights:  # a new best epoch
+        assert "temperature" not in extras
+    else:
+        assert extras["temperature"] == 1.5
 
 
 def test_ensemble_members_resume_and_load(tmp_path, data, monkeypatch) -> None:

@@ -563,28 +563,33 @@ def _fit_all(run: _Run, state: dict[str, Any] | None) -> None:
     model = build_model(run.model_cfg, seed=run.config.seed).to(run.rt.device)
     members = _members(model)
     start_member = int(state["member"]) if state else 0
+    trained = False
     for k in range(len(members)):
         best_path = run.out_dir / "checkpoints" / f"member_{k}_best.pt"
         done = k < start_member or (state and k == start_member and _member_done(state, run))
         if not done:
             _fit_member(run, members[k], k, len(members), state if k == start_member else None)
+            trained = True
         if len(members) > 1:  # continue with the member's best weights
             members[k].load_state_dict(load_checkpoint(best_path)["model"])
     if not run.rt.ctx.is_main:
         return
-    if len(members) > 1:
+    if len(members) > 1 and trained:
         metrics = validate(members, run.val_samples, run.model_cfg.normalization, run.rt)
         _export(run, model, metrics, best_epoch=None)
-    else:  # refresh the extras (epochs done) of the best weights exported earlier
+    elif len(members) > 1:  # nothing trained: the exported ensemble is current
         from bayescellseg.model.store import load_model
 
+        metrics = load_model(run.out_dir).extras["training"]["val_metrics"]
+        _refresh_training_extras(run, metrics, best_epoch=None)
+    else:  # the best weights were exported during training; refresh their extras
         best = _best_row(run.history)
         metrics = {
             "dice": best["val_dice"],
             "dsb": best["val_dsb"],
             "n_images": len(run.val_samples),
         }
-        _export(run, load_model(run.out_dir).model, metrics, best_epoch=int(best["epoch"]))
+        _refresh_training_extras(run, metrics, best_epoch=int(best["epoch"]))
 
 
 def _best_row(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -696,10 +701,25 @@ def _report(row: dict[str, Any], n_members: int) -> None:
 
 
 def _export(run: _Run, model: nn.Module, metrics: dict[str, float], best_epoch: int | None) -> None:
+    """Write new weights: the folder's other extras (calibration) belonged to the old ones."""
     from bayescellseg.model.store import save_model
 
+    training = _training_extras(run, metrics, best_epoch)
+    save_model(run.out_dir, model, run.model_cfg, {"training": training}, overwrite=True)
+
+
+def _refresh_training_extras(run: _Run, metrics: dict[str, float], best_epoch: int | None) -> None:
+    """Same weights: update ``training`` only, keeping what ``calibrate`` wrote."""
+    from bayescellseg.model.store import update_extras
+
+    update_extras(run.out_dir, training=_training_extras(run, metrics, best_epoch))
+
+
+def _training_extras(
+    run: _Run, metrics: dict[str, float], best_epoch: int | None
+) -> dict[str, Any]:
     epochs_done = max((int(r["epoch"]) for r in run.history), default=0)
-    training = {
+    return {
         **run.provenance,
         "config": run.config.to_dict(),
         "seed": run.config.seed,
@@ -709,7 +729,6 @@ def _export(run: _Run, model: nn.Module, metrics: dict[str, float], best_epoch: 
             k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()
         },
     }
-    save_model(run.out_dir, model, run.model_cfg, {"training": training}, overwrite=True)
 
 
 def _fmt(value: Any) -> str:
