@@ -28,9 +28,10 @@ def test_bundled_model_folder_is_complete_and_small() -> None:
     config = json.loads((folder / "config.json").read_text())
     assert config["model"]["method"] == "mc_dropout"
     # calibrated on the validation split: temperature, watershed and review thresholds stored
-    assert config["temperature"] > 0
+    assert config["temperature"] > 0 and config["logit_bias"] < 0  # borders were over-predicted
     assert {"postprocess", "review", "calibration"} <= set(config)
     assert config["calibration"]["split"] == "val"
+    assert config["calibration"]["fit_region"] == "band"
 
 
 def test_bundled_model_segments_a_validation_sample(segmenter: Segmenter) -> None:

@@ -147,12 +147,12 @@ def test_resuming_a_finished_run_keeps_the_calibration(tmp_path, data) -> None:
     cfg = tiny_config(epochs=1, steps_per_epoch=1)
     fit(data[0], data[1], cfg, out)
     update_extras(out, temperature=1.5, logit_bias=-0.4)
-    weights = (out / "weights.safetensors").read_bytes()
+    weights, doc = (out / "weights.safetensors").read_bytes(), (out / "config.json").read_text()
     fit(data[0], data[1], cfg, out, resume=True)
-    extras = load_model(out).extras
-    assert extras["temperature"] == 1.5 and extras["logit_bias"] == -0.4
-    assert extras["training"]["epochs_done"] == 1
+    assert (out / "config.json").read_text() == doc  # untouched, calibration included
     assert (out / "weights.safetensors").read_bytes() == weights
+    extras = load_model(out).extras
+    assert extras["temperature"] == 1.5 and extras["training"]["epochs_done"] == 1
     # training more epochs can export new weights, which drops the old calibration
     fit(data[0], data[1], tiny_config(epochs=3, steps_per_epoch=1, lr=cfg.lr), out, resume=True)
     extras = load_model(out).extras

@@ -572,16 +572,11 @@ def _fit_all(run: _Run, state: dict[str, Any] | None) -> None:
             trained = True
         if len(members) > 1:  # continue with the member's best weights
             members[k].load_state_dict(load_checkpoint(best_path)["model"])
-    if not run.rt.ctx.is_main:
+    if not run.rt.ctx.is_main or not trained:  # nothing trained: the model folder is current
         return
-    if len(members) > 1 and trained:
+    if len(members) > 1:
         metrics = validate(members, run.val_samples, run.model_cfg.normalization, run.rt)
         _export(run, model, metrics, best_epoch=None)
-    elif len(members) > 1:  # nothing trained: the exported ensemble is current
-        from bayescellseg.model.store import load_model
-
-        metrics = load_model(run.out_dir).extras["training"]["val_metrics"]
-        _refresh_training_extras(run, metrics, best_epoch=None)
     else:  # the best weights were exported during training; refresh their extras
         best = _best_row(run.history)
         metrics = {
