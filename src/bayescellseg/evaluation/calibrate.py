@@ -69,6 +69,7 @@ __all__ = [
     "calibrate_model",
     "fit_mc_calibration",
     "fit_mc_temperature",
+    "select_images",
     "format_calibration",
     "mc_nll",
 ]
@@ -439,13 +440,29 @@ def _load_cached(root: Path, sample_id: str):
     return load_samples(root, [sample_id], workers=1)[0]
 
 
-def _select(
+def select_images(
     data_root: Path,
     split: str | None,
     split_file: Path | None,
     limit: int | None,
     training: dict[str, Any],
 ) -> list[SampleRef]:
+    """The labelled images to calibrate (or evaluate a calibration) on, sorted by ID.
+
+    Args:
+        data_root: DSB2018 layout (with ``split``) or any supported dataset (``split=None``).
+        split: ``"val"`` or ``"train"`` of the split file; None = every image of ``data_root``.
+        split_file: Split JSON (None: the bundled DSB2018 split).
+        limit: Keep only the first N images.
+        training: The model's ``training`` extras; a recorded split hash must match the file.
+
+    Returns:
+        Lazy references to the images.
+
+    Raises:
+        InputError: Unknown split, wrong layout, another split than the model's, missing IDs or
+            no images.
+    """
     from bayescellseg.data.split import DEFAULT_SPLIT, load_split
     from bayescellseg.io.datasets import detect_layout, list_samples
     from bayescellseg.io.dsb import list_dsb_ids
@@ -594,7 +611,9 @@ def calibrate_model(
     log = log or (lambda _line: None)
     model_dir, data_root = Path(model_dir), Path(data_root)
     segmenter = Segmenter.load(model_dir, device=device)
-    refs = _select(data_root, split, split_file, limit, segmenter.extras.get("training") or {})
+    refs = select_images(
+        data_root, split, split_file, limit, segmenter.extras.get("training") or {}
+    )
     options = SamplingOptions(n_samples=n_samples, seed=seed, keep_logits=True)
     with tempfile.TemporaryDirectory(prefix="bayescellseg-calibrate-") as tmp:
         stored, fit = _collect(
