@@ -127,6 +127,7 @@ _TRAIN_OVERRIDES = {
     "split",
     "num_threads",
     "channels_last",
+    "init_from",
 }
 
 
@@ -152,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     tr.add_argument("--overwrite", action="store_true", help="start afresh in an existing OUT")
     tr.add_argument("--preset", help="model preset, e.g. 'original'")
+    tr.add_argument(
+        "--init-from",
+        dest="init_from",
+        help="start from this model folder's weights and architecture ('bundled': the bundled model)",
+    )
     tr.add_argument("--method", choices=["deterministic", "mc_dropout", "variational", "ensemble"])
     tr.add_argument("--epochs", type=int)
     tr.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int)

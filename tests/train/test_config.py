@@ -69,3 +69,26 @@ def test_bad_file(tmp_path) -> None:
         load_train_config(path, {})
     with pytest.raises(InputError, match="cannot read"):
         load_train_config(tmp_path / "missing.json", {})
+
+
+def test_init_from_takes_the_model_config_of_the_folder(tmp_path) -> None:
+    from bayescellseg.model.build import build_model
+    from bayescellseg.model.store import bundled_model_path, save_model
+    from bayescellseg.train.config import init_folder
+
+    model_cfg = ModelConfig.from_dict({"base_channels": 4, "depth": 2, "dropout_rate": 0.2})
+    folder = tmp_path / "m"
+    save_model(folder, build_model(model_cfg), model_cfg, {})
+    cfg = load_train_config(None, {"init_from": folder, "lr": 1e-3})
+    assert cfg.model == model_cfg.to_dict() and cfg.init_from == str(folder)
+    assert load_train_config(None, {"init_from": folder, "depth": 2}).model == cfg.model  # agrees
+    with pytest.raises(InputError, match=r"these differ: base_channels=8 \(the folder has 4\)"):
+        load_train_config(None, {"init_from": folder, "base_channels": 8})
+    with pytest.raises(InputError, match="drop the preset"):
+        load_train_config(None, {"init_from": folder, "preset": "original"})
+    with pytest.raises(InputError, match="nowhere: model folder not found"):
+        load_train_config(None, {"init_from": tmp_path / "nowhere"})
+    assert init_folder("bundled") == bundled_model_path() and init_folder(folder) == folder
+    stored = tmp_path / "training_config.json"  # what --resume reads back
+    stored.write_text(cfg.to_json())
+    assert load_train_config(stored, {}) == cfg

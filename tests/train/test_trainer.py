@@ -241,3 +241,35 @@ def test_kl_weight_ramps_linearly_to_its_final_value() -> None:
     assert weights[0] == pytest.approx(0.05) and weights[4] == pytest.approx(0.25)
     assert weights[9:] == [0.5, 0.5, 0.5]
     assert trainer._kl_weight(tiny_config(kl_anneal_epochs=0, kl_weight=0.3), 0) == 0.3
+
+
+def test_init_from_starts_with_the_folder_weights(tmp_path, data, monkeypatch) -> None:
+    """A run started from a model folder begins at its weights, records where they came from,
+    and refuses a folder of another architecture."""
+    import hashlib
+
+    first = tmp_path / "first"
+    cfg = tiny_config(epochs=1, steps_per_epoch=2)
+    fit(data[0], [], cfg, first)
+    start = {k: v.clone() for k, v in load_model(first).model.state_dict().items()}
+    seen: dict[str, dict] = {}
+
+    def spy(*args, **kwargs):  # the weights the first step starts from
+        seen.setdefault("state", {k: v.clone() for k, v in args[1].state_dict().items()})
+        return original(*args, **kwargs)
+
+    original = trainer._train_epoch
+    monkeypatch.setattr(trainer, "_train_epoch", spy)
+    fine_tune = tiny_config(epochs=1, steps_per_epoch=1, init_from=str(first))
+    fit(data[0], [], fine_tune, tmp_path / "ft")
+    monkeypatch.setattr(trainer, "_train_epoch", original)
+    assert _same_state(seen["state"], start)
+    init = load_model(tmp_path / "ft").extras["training"]["init_from"]
+    digest = hashlib.sha256((first / "weights.safetensors").read_bytes()).hexdigest()
+    assert init == {"folder": str(first.resolve()), "weights_sha256": digest}
+
+    wider = tiny_config(model={"base_channels": 8}, init_from=str(first))
+    with pytest.raises(InputError, match="model config differs"):
+        fit(data[0], [], wider, tmp_path / "wider")
+    with pytest.raises(InputError, match="weights.safetensors.*missing"):
+        fit(data[0], [], tiny_config(init_from=str(tmp_path / "nowhere")), tmp_path / "x")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, overload
 
@@ -33,11 +32,9 @@ from bayescellseg.inference.sampling import (
 )
 from bayescellseg.io.images import to_rgb_float
 from bayescellseg.model.config import ModelConfig
+from bayescellseg.model.store import bundled_model_path  # re-exported: Segmenter.load() default
 from bayescellseg.postprocess.nuclei import NucleusRecord, ReviewThresholds, analyse_segmentation
 from bayescellseg.postprocess.watershed import WatershedParams, instances_from_maps
-
-#: Where the bundled pretrained model lives inside the package.
-PRETRAINED = ("pretrained", "nuclei")
 
 
 @dataclass(frozen=True)
@@ -111,11 +108,6 @@ def as_float_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
         InputError: Unsupported shape or dtype, an empty image, or non-finite values.
     """
     return to_rgb_float(image, name, any_float_range=True)
-
-
-def bundled_model_path() -> Path:
-    """Folder of the bundled pretrained nucleus model (it may be absent in a dev checkout)."""
-    return Path(str(resources.files("bayescellseg").joinpath(*PRETRAINED)))
 
 
 class Segmenter:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,12 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 _RESERVED = ("format_version", "model")
+PRETRAINED = ("pretrained", "nuclei")
+
+
+def bundled_model_path() -> Path:
+    """Folder of the bundled pretrained nucleus model (it may be absent in a dev checkout)."""
+    return Path(str(resources.files("bayescellseg").joinpath(*PRETRAINED)))
 
 
 @dataclass

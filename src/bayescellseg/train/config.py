@@ -57,6 +57,9 @@ class TrainConfig:
             gets ``beta * KL / (n_train * crop**2)`` (see ``train.loss.elbo_loss``);
             ``None`` = number of training images.
         progress: Show a tqdm progress bar.
+        init_from: Model folder whose weights start the run (fine-tuning or a longer schedule),
+            or ``"bundled"`` for the bundled model. Its architecture becomes ``model``;
+            ``None`` = random initialisation.
     """
 
     preset: str | None = None
@@ -85,6 +88,7 @@ class TrainConfig:
     kl_anneal_epochs: int = 5
     n_train: int | None = None
     progress: bool = True
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -231,5 +235,37 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> Tra
         # A preset on the command line replaces the file's model settings, except those that
         # are overridden on the command line as well.
         model = {k: v for k, v in model.items() if k in overrides}
-    data["model"] = resolve_model_config(data.get("preset"), model)
+    if data.get("init_from") is not None:
+        if data.get("preset") is not None:
+            raise InputError(
+                source, "init_from takes the model settings from its folder; drop the preset"
+            )
+        data["model"] = _init_model_config(init_folder(data["init_from"]), model, source)
+    else:
+        data["model"] = resolve_model_config(data.get("preset"), model)
     return TrainConfig.from_dict(data, source)
+
+
+def init_folder(init_from: str | Path) -> Path:
+    """The model folder named by ``init_from`` (``"bundled"`` = the bundled model)."""
+    from bayescellseg.model.store import bundled_model_path
+
+    return bundled_model_path() if str(init_from) == "bundled" else Path(init_from)
+
+
+def _init_model_config(folder: Path, model: dict[str, Any], source: str | Path) -> dict[str, Any]:
+    """The model config of ``folder``; settings in ``model`` must agree with it."""
+    from bayescellseg.model.store import read_model_config
+
+    config = read_model_config(folder)[0].to_dict()
+    differ = [
+        f"{k}={v!r} (the folder has {config.get(k)!r})"
+        for k, v in model.items()
+        if config.get(k) != v
+    ]
+    if differ:
+        raise InputError(
+            source,
+            f"init_from {folder} fixes the model settings, but these differ: {', '.join(differ)}",
+        )
+    return config

@@ -57,7 +57,7 @@ from bayescellseg.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from bayescellseg.train.config import RESUMABLE_FIELDS, TrainConfig
+from bayescellseg.train.config import RESUMABLE_FIELDS, TrainConfig, init_folder
 
 CHECKPOINT_FORMAT = 1
 LOG_COLUMNS = (
@@ -218,6 +218,8 @@ def fit(
             "git_commit": _git_commit(),
             "world_size": rt.ctx.world_size,
         }
+        if config.init_from is not None:
+            provenance["init_from"] = _init_provenance(config.init_from)
         history = list(state["history"]) if state else []
         run = _Run(config, model_cfg, out_dir, rt, train_samples, val_samples, provenance, history)
         _fit_all(run, state)
@@ -298,6 +300,29 @@ def _resumed_config(out_dir: Path, config: TrainConfig) -> TrainConfig:
             f"{', '.join(sorted(RESUMABLE_FIELDS))} may change)",
         )
     return TrainConfig.from_dict({**old, **{k: new[k] for k in RESUMABLE_FIELDS}})
+
+
+def _init_provenance(init_from: str) -> dict[str, Any]:
+    """Where the starting weights came from: the folder and its weights' SHA-256."""
+    from bayescellseg.model.store import WEIGHTS_FILE
+
+    folder = init_folder(init_from)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise InputError(weights, "missing; init_from needs a model folder with weights")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    return {"folder": str(folder.resolve()), "weights_sha256": digest}
+
+
+def _load_init_weights(model: nn.Module, model_cfg: Any, init_from: str) -> None:
+    """Copy the weights of the ``init_from`` model folder into ``model`` (same architecture)."""
+    from bayescellseg.model.store import load_model
+
+    folder = init_folder(init_from)
+    loaded = load_model(folder)
+    if loaded.config.to_dict() != model_cfg.to_dict():
+        raise InputError(folder, "init_from: its model config differs from this run's")
+    model.load_state_dict(loaded.model.state_dict(), strict=True)
 
 
 def _git_commit() -> str | None:
@@ -560,7 +585,10 @@ def _train_epoch(
 def _fit_all(run: _Run, state: dict[str, Any] | None) -> None:
     from bayescellseg.model.build import build_model
 
-    model = build_model(run.model_cfg, seed=run.config.seed).to(run.rt.device)
+    model = build_model(run.model_cfg, seed=run.config.seed)
+    if state is None and run.config.init_from is not None:
+        _load_init_weights(model, run.model_cfg, run.config.init_from)
+    model = model.to(run.rt.device)
     members = _members(model)
     start_member = int(state["member"]) if state else 0
     trained = False
