@@ -128,6 +128,7 @@ _TRAIN_OVERRIDES = {
     "num_threads",
     "channels_last",
     "init_from",
+    "brightfield_share",
 }
 
 
@@ -170,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--n-members", dest="n_members", type=int)
     tr.add_argument("--crop", type=int)
+    tr.add_argument(
+        "--brightfield-share",
+        dest="brightfield_share",
+        type=float,
+        help="fraction of training crops drawn from brightfield/H&E images (default: by count)",
+    )
     tr.add_argument("--lr", type=float)
     tr.add_argument("--seed", type=int)
     tr.add_argument("--device", help="cpu (default), cuda, cuda:1, ...")

@@ -16,6 +16,7 @@ from bayescellseg.data.dataset import (
     CropDataset,
     crop_window,
     default_cache_dir,
+    imaging_type_weights,
     load_samples,
     pad_mirrored,
 )
@@ -208,6 +209,43 @@ def test_weights_and_validation() -> None:
         CropDataset([full], fg_bias=2.0)
     with pytest.raises(ValueError, match="at least one"):
         CropDataset([])
+
+
+def test_imaging_type_weights_hand_computed() -> None:
+    kinds = ["fluorescence", "brightfield", "fluorescence", "fluorescence"]
+    np.testing.assert_allclose(imaging_type_weights(kinds, 0.4), [0.2, 0.4, 0.2, 0.2])
+    np.testing.assert_allclose(imaging_type_weights(["fluorescence"] * 4, 0.4), [0.25] * 4)
+    with pytest.raises(ValueError, match=r"brightfield_share must be in \(0, 1\), got 1.0"):
+        imaging_type_weights(kinds, 1.0)
+    with pytest.raises(ValueError, match="at least one"):
+        imaging_type_weights([], 0.5)
+
+
+def test_brightfield_share_draws_that_fraction_of_crops() -> None:
+    """One brightfield image among four fluorescence ones gets half the draws. Its labels are
+    emptied, so a crop with an empty target came from it (the others always contain nuclei)."""
+    fluo = [_sample((64, 64), 10 + k) for k in range(4)]
+    bf = _sample((64, 64), 20, brightfield=True)
+    bright = Sample(id="bf", image=bf.image, labels=np.zeros_like(bf.labels), source=Path("bf"))
+    data = CropDataset(
+        [*fluo, bright],
+        crop=32,
+        seed=0,
+        length=300,
+        augment=False,
+        fg_bias=1.0,
+        brightfield_share=0.5,
+    )
+    assert [n[2] for n in data.norm] == ["fluorescence"] * 4 + ["brightfield"]
+    np.testing.assert_allclose(data.probabilities, [0.125] * 4 + [0.5])
+    from_bright = np.mean([not bool(data[i][1][0].any()) for i in range(300)])
+    assert 0.4 < from_bright < 0.6, from_bright
+    round_robin = CropDataset(
+        [*fluo, bright], crop=32, seed=0, length=300, augment=False, fg_bias=1.0
+    )
+    assert np.mean([not bool(round_robin[i][1][0].any()) for i in range(300)]) == 0.2
+    with pytest.raises(ValueError, match="not both"):
+        CropDataset(fluo, weights=[1.0] * 4, brightfield_share=0.5)
 
 
 def test_dataloader_workers_reproduce_items() -> None:

@@ -51,6 +51,7 @@ def test_preset_then_overrides() -> None:
         ({"epochs": 0}, "epochs must be >= 1"),
         ({"scheduler": "step"}, "scheduler must be one of"),
         ({"method": "ensemble", "n_members": 1}, "n_members >= 2"),
+        ({"brightfield_share": 1.5}, r"brightfield_share must be in \(0, 1\)"),
     ],
 )
 def test_bad_settings_raise_input_error(overrides: dict, message: str) -> None:

@@ -268,6 +268,36 @@ def crop_window(
     return image[window].copy(), labels[window].copy()
 
 
+def imaging_type_weights(kinds: Sequence[str], brightfield_share: float) -> np.ndarray:
+    """Sampling probabilities giving brightfield/H&E images ``brightfield_share`` of the draws.
+
+    Brightfield images are rare in nucleus datasets (86 of the 536 DSB2018 training images);
+    drawing them more often than their count is a way to train on them more.
+
+    Args:
+        kinds: The imaging type of each sample (``"brightfield"`` or ``"fluorescence"``).
+        brightfield_share: Fraction of draws for all brightfield images together, in (0, 1).
+
+    Returns:
+        (N,) probabilities summing to 1, equal within a type. Where one type is absent, every
+        sample gets ``1 / N`` (there is nothing to balance).
+
+    Raises:
+        ValueError: ``brightfield_share`` outside (0, 1), or no samples.
+    """
+    if not 0.0 < brightfield_share < 1.0:
+        raise ValueError(f"brightfield_share must be in (0, 1), got {brightfield_share}")
+    if len(kinds) == 0:
+        raise ValueError("imaging_type_weights needs at least one sample")
+    bright = np.array([k == "brightfield" for k in kinds])
+    n_bright = int(bright.sum())
+    if n_bright in (0, len(kinds)):
+        return np.full(len(kinds), 1.0 / len(kinds))
+    return np.where(
+        bright, brightfield_share / n_bright, (1.0 - brightfield_share) / (len(kinds) - n_bright)
+    )
+
+
 class CropDataset(Dataset):
     """Random, augmented, normalised training crops with their [foreground, contour] targets.
 
@@ -293,6 +323,9 @@ class CropDataset(Dataset):
         length: Items per epoch; None = ``len(samples)``.
         fg_bias: Probability that a crop is centred near a random nucleus pixel.
         weights: Optional per-sample sampling weights (e.g. image area); None = round robin.
+        brightfield_share: Draw this fraction of the crops from brightfield/H&E images and the
+            rest from fluorescence images (see :func:`imaging_type_weights`); None = round
+            robin. Not together with ``weights``.
     """
 
     def __init__(
@@ -304,6 +337,7 @@ class CropDataset(Dataset):
         length: int | None = None,
         fg_bias: float = 0.7,
         weights: Sequence[float] | None = None,
+        brightfield_share: float | None = None,
     ) -> None:
         if not samples:
             raise ValueError("CropDataset needs at least one sample")
@@ -330,6 +364,10 @@ class CropDataset(Dataset):
             p[2] == "brightfield" and is_colour(s.image)
             for p, s in zip(self.norm, self.samples, strict=True)
         ]
+        if brightfield_share is not None:
+            if weights is not None:
+                raise ValueError("give weights or brightfield_share, not both")
+            self.probabilities = imaging_type_weights([n[2] for n in self.norm], brightfield_share)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose crops ``__getitem__`` returns."""

@@ -57,6 +57,8 @@ class TrainConfig:
             gets ``beta * KL / (n_train * crop**2)`` (see ``train.loss.elbo_loss``);
             ``None`` = number of training images.
         progress: Show a tqdm progress bar.
+        brightfield_share: Fraction of the training crops drawn from brightfield/H&E images
+            (``None`` = every image equally often, so their share is their count's).
         init_from: Model folder whose weights start the run (fine-tuning or a longer schedule),
             or ``"bundled"`` for the bundled model. Its architecture becomes ``model``;
             ``None`` = random initialisation.
@@ -88,6 +90,7 @@ class TrainConfig:
     kl_anneal_epochs: int = 5
     n_train: int | None = None
     progress: bool = True
+    brightfield_share: float | None = None
     init_from: str | None = None
 
     def __post_init__(self) -> None:
@@ -109,6 +112,8 @@ class TrainConfig:
             problems.append("val_limit must be >= 0")
         if self.n_train is not None and self.n_train < 1:
             problems.append("n_train must be >= 1")
+        if self.brightfield_share is not None and not 0 < self.brightfield_share < 1:
+            problems.append("brightfield_share must be in (0, 1)")
         if self.kl_anneal_epochs < 0:
             problems.append("kl_anneal_epochs must be >= 0")
         if problems:

@@ -653,7 +653,12 @@ def _fit_member(
     ddp_net = D.wrap_model(net, rt.ctx, rt.device)
     length = config.epochs * config.steps_per_epoch * config.batch_size * rt.ctx.world_size
     dataset = CropDataset(
-        list(run.train_samples), crop=config.crop, augment=config.augment, seed=seed, length=length
+        list(run.train_samples),
+        crop=config.crop,
+        augment=config.augment,
+        seed=seed,
+        length=length,
+        brightfield_share=config.brightfield_share,
     )  # the whole run; see _EpochIndices
     prefix = f"member {k + 1}/{n_members} " if n_members > 1 else ""
     for epoch in range(start_epoch, config.epochs):
