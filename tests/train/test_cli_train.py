@@ -70,3 +70,23 @@ def test_train_command_end_to_end(tmp_path, capsys) -> None:
                    str(config)])  # fmt: skip
     assert status == 2
     assert "image IDs of the split split.json are missing" in capsys.readouterr().err
+
+    # fine-tuning from the trained folder: its architecture, its weights' hash on record
+    tuned = tmp_path / "tuned"
+    fine_tune = ["train", "--data", str(root), "--out", str(tuned), "--init-from", str(out),
+                 "--split", str(split), "--epochs", "1", "--steps-per-epoch", "1",
+                 "--batch-size", "2", "--crop", "32", "--num-threads", "1",
+                 "--brightfield-share", "0.5"]  # fmt: skip
+    assert main(fine_tune) == 0
+    tuned_model = load_model(tuned)
+    assert tuned_model.config == loaded.config
+    init = tuned_model.extras["training"]["init_from"]
+    assert (
+        init["weights_sha256"]
+        == hashlib.sha256((out / "weights.safetensors").read_bytes()).hexdigest()
+    )
+    assert tuned_model.extras["training"]["config"]["brightfield_share"] == 0.5
+    # a model flag that contradicts the folder is refused with the key named
+    status = main([*fine_tune[:4], str(tmp_path / "t2"), *fine_tune[5:], "--base-channels", "8"])
+    assert status == 2
+    assert "base_channels=8 (the folder has 4)" in capsys.readouterr().err
