@@ -138,3 +138,31 @@ def test_list_inputs_reports_missing_path(tmp_path: Path) -> None:
     assert files == []
     assert [p[1] for p in problems] == ["no such file or folder", problems[1][1]]
     assert "no images" in problems[1][1]
+
+
+def test_overlay_colour_scale_is_centred_on_the_review_threshold(tmp_path) -> None:
+    """A nucleus exactly at the review threshold is outlined in the colormap's middle (yellow),
+    one at zero uncertainty in its green end."""
+    from matplotlib import colormaps
+
+    from bayescellseg.inference.batch import output_paths, write_outputs
+    from bayescellseg.inference.segmenter import Result
+    from bayescellseg.postprocess.nuclei import NucleusRecord
+
+    labels = np.zeros((40, 40), np.uint32)
+    labels[5:15, 5:15] = 1
+    labels[25:35, 25:35] = 2
+    zeros = np.zeros((40, 40), np.float32)
+
+    def record(label: int, u: float) -> NucleusRecord:
+        return NucleusRecord(label, 0.0, 0.0, 100, 1.0, 0.0, 0.0, 1.0 - u, u, False)
+
+    result = Result(
+        labels, zeros, zeros, zeros, zeros, zeros, zeros, [record(1, 0.0), record(2, 0.05)]
+    )
+    paths = output_paths(tmp_path, "x")
+    write_outputs(paths, zeros, result, {}, overwrite=False, review_threshold=0.05)
+    overlay = np.asarray(Image.open(paths["overlay"]))
+    cmap = colormaps["RdYlGn_r"]
+    assert tuple(overlay[5, 10]) == tuple(cmap(0.0, bytes=True)[:3])  # green end
+    assert tuple(overlay[25, 30]) == tuple(cmap(0.5, bytes=True)[:3])  # middle: the threshold

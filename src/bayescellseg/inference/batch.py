@@ -186,9 +186,18 @@ def label_dtype(labels: np.ndarray) -> type[np.unsignedinteger]:
 
 
 def write_outputs(
-    paths: dict[str, Path], image: np.ndarray, result: Result, info: dict[str, Any], overwrite: bool
+    paths: dict[str, Path],
+    image: np.ndarray,
+    result: Result,
+    info: dict[str, Any],
+    overwrite: bool,
+    review_threshold: float = 0.5,
 ) -> None:
-    """Write every per-image output file of one result (each atomically)."""
+    """Write every per-image output file of one result (each atomically).
+
+    The overlay colours nucleus uncertainty from green (0) through yellow (``review_threshold``,
+    where flagging starts) to red (twice the threshold and above).
+    """
     from bayescellseg.io.images import write_png, write_tiff
     from bayescellseg.postprocess.nuclei import NUCLEUS_COLUMNS, records_to_rows
     from bayescellseg.report.overlay import make_overlay
@@ -198,7 +207,10 @@ def write_outputs(
         write_tiff(paths[name], getattr(result, name).astype(np.float32), overwrite)
     uncertainty = {r.label: r.uncertainty for r in result.nuclei}
     flagged = {r.label for r in result.nuclei if r.needs_review}
-    write_png(paths["overlay"], make_overlay(image, result.labels, uncertainty, flagged), overwrite)
+    overlay = make_overlay(
+        image, result.labels, uncertainty, flagged, vmax=2.0 * max(review_threshold, 1e-6)
+    )
+    write_png(paths["overlay"], overlay, overwrite)
     write_text_atomic(
         paths["nuclei"], _csv_text(NUCLEUS_COLUMNS, records_to_rows(result.nuclei)), overwrite
     )
@@ -379,7 +391,8 @@ def _predict_one(
             "model": str(segmenter.source),
             "seed": options.seed,
         }
-        write_outputs(paths, image, result, info, options.overwrite)
+        threshold = segmenter.review.nucleus_uncertainty
+        write_outputs(paths, image, result, info, options.overwrite, threshold)
     except (BayesCellSegError, OSError, ValueError, MemoryError) as err:
         return str(err) if isinstance(err, InputError) else f"{type(err).__name__}: {err}"
     seconds = time.perf_counter() - start
