@@ -268,6 +268,14 @@ def test_init_from_starts_with_the_folder_weights(tmp_path, data, monkeypatch) -
     digest = hashlib.sha256((first / "weights.safetensors").read_bytes()).hexdigest()
     assert init == {"folder": str(first.resolve()), "weights_sha256": digest}
 
+    # a resume reads the recorded provenance: the init folder is no longer needed
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    more = tiny_config(epochs=2, steps_per_epoch=1, init_from=str(first))
+    fit(data[0], [], more, tmp_path / "ft", resume=True)
+    assert load_model(tmp_path / "ft").extras["training"]["init_from"] == init
+    moved.rename(first)
+
     wider = tiny_config(model={"base_channels": 8}, init_from=str(first))
     with pytest.raises(InputError, match="model config differs"):
         fit(data[0], [], wider, tmp_path / "wider")

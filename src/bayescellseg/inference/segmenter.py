@@ -32,7 +32,7 @@ from bayescellseg.inference.sampling import (
 )
 from bayescellseg.io.images import to_rgb_float
 from bayescellseg.model.config import ModelConfig
-from bayescellseg.model.store import bundled_model_path  # re-exported: Segmenter.load() default
+from bayescellseg.model.store import bundled_model_path, load_model
 from bayescellseg.postprocess.nuclei import NucleusRecord, ReviewThresholds, analyse_segmentation
 from bayescellseg.postprocess.watershed import WatershedParams, instances_from_maps
 
@@ -163,8 +163,6 @@ class Segmenter:
         Raises:
             InputError: The folder is missing or invalid, or the bundled model is not installed.
         """
-        from bayescellseg.model.store import load_model
-
         if path is None:
             folder = bundled_model_path()
             if not (folder / "config.json").is_file():

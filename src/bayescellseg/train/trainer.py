@@ -218,8 +218,9 @@ def fit(
             "git_commit": _git_commit(),
             "world_size": rt.ctx.world_size,
         }
-        if config.init_from is not None:
-            provenance["init_from"] = _init_provenance(config.init_from)
+        if config.init_from is not None:  # recorded once: a resume needs no init folder
+            recorded = state.get("init_from") if state else None
+            provenance["init_from"] = recorded or _init_provenance(config.init_from)
         history = list(state["history"]) if state else []
         run = _Run(config, model_cfg, out_dir, rt, train_samples, val_samples, provenance, history)
         _fit_all(run, state)
@@ -712,6 +713,7 @@ def _fit_member(
                     "best_metric": best,
                     "best_epoch": best_epoch if best_epoch is not None else -1,
                     "history": history,
+                    "init_from": run.provenance.get("init_from"),
                 },
             )
         D.barrier(rt.ctx)
