@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+from matplotlib import colormaps
 from PIL import Image
+from skimage.segmentation import find_boundaries
 
 from bayescellseg.errors import InputError
 from bayescellseg.evaluate import evaluate_model, evaluate_predictions, report_from_predictions
@@ -353,6 +357,51 @@ def test_gallery_panels_are_small_jpegs():
     for _, data in panels:
         img = Image.open(io.BytesIO(data))
         assert img.format == "JPEG" and img.size == (400, 333)
+
+
+def test_gallery_colour_scale_follows_the_review_threshold():
+    """A nucleus at the review threshold is outlined yellow; without a threshold, green."""
+    from bayescellseg.evaluation.gallery import render_panels
+    from bayescellseg.evaluation.sources import EvalItem, Prediction
+
+    labels = square((40, 40), 10, 10, size=16)
+    outline = find_boundaries(labels, mode="inner") & (labels == 1)
+
+    def outline_colour(threshold: float) -> tuple[np.ndarray, str]:
+        prediction = Prediction(labels, {}, {1: 0.05}, review_threshold=threshold)
+        item = EvalItem("ds", "x", labels, prediction)
+        data = dict(render_panels(item, set()))
+        caption = next(c for c in data if c.startswith("prediction:"))
+        rgb = np.asarray(Image.open(io.BytesIO(data[caption])).convert("RGB"), float)
+        return rgb[outline].mean(axis=0), caption
+
+    at_threshold, caption = outline_colour(0.05)
+    assert "yellow = review threshold" in caption
+    expected = np.asarray(colormaps["RdYlGn_r"](0.5)[:3]) * 255
+    assert np.abs(at_threshold - expected).max() < 25  # JPEG tolerance
+    unknown, caption = outline_colour(float("nan"))
+    assert "yellow" not in caption
+    assert np.abs(unknown - np.asarray(colormaps["RdYlGn_r"](0.05)[:3]) * 255).max() < 25
+
+
+def test_review_threshold_is_read_from_the_run_config(tmp_path):
+    from bayescellseg.evaluation.sources import iter_prediction_items, plan_predictions
+
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    truth.mkdir()
+    labels = square((16, 18), 2, 2)
+    Image.fromarray(labels.astype(np.uint8)).save(truth / "cells_labels.png")
+    Image.fromarray((synthetic_image(labels) * 255).astype(np.uint8)).save(truth / "cells.png")
+    write_prediction(pred, "cells", labels)
+    plan, loaders = plan_predictions(pred, truth)
+    (item,) = iter_prediction_items(pred, plan, loaders)
+    assert math.isnan(item.prediction.review_threshold)  # no run_config.json
+    (pred / "run_config.json").write_text(json.dumps({"review": {"nucleus_uncertainty": 0.07}}))
+    (item,) = iter_prediction_items(pred, plan, loaders)
+    assert item.prediction.review_threshold == pytest.approx(0.07)
+    (pred / "run_config.json").write_text("{not json")
+    (item,) = iter_prediction_items(pred, plan, loaders)
+    assert math.isnan(item.prediction.review_threshold)
 
 
 def test_label_image_folder_truth(tmp_path):

@@ -7,7 +7,13 @@ import pytest
 from matplotlib import colormaps
 from skimage.segmentation import find_boundaries
 
-from bayescellseg.report.overlay import FLAG_COLOR, colorize, display_image, make_overlay
+from bayescellseg.report.overlay import (
+    FLAG_COLOR,
+    colorize,
+    display_image,
+    make_overlay,
+    uncertainty_vmax,
+)
 
 
 def _scene() -> tuple[np.ndarray, np.ndarray]:
@@ -103,3 +109,10 @@ def test_colorize_maps_range_and_nan() -> None:
     assert (colorize(np.zeros((3, 3)))[0, 0] == _cmap_bytes("magma", 0.0)).all()
     with pytest.raises(ValueError, match="2-D"):
         colorize(np.zeros((2, 2, 3)))
+
+
+def test_uncertainty_vmax_is_twice_a_usable_threshold() -> None:
+    assert uncertainty_vmax(0.05) == pytest.approx(0.1)
+    assert uncertainty_vmax(0.5) == pytest.approx(1.0)
+    for unusable in (float("nan"), float("inf"), 0.0, -0.2):
+        assert uncertainty_vmax(unusable) == 1.0

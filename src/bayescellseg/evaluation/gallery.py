@@ -54,17 +54,26 @@ def render_panels(item: EvalItem, unmatched: set[int]) -> tuple[tuple[str, bytes
     Returns:
         ``(caption, JPEG bytes)`` panels.
     """
-    from bayescellseg.report.overlay import colorize, display_image, make_overlay
+    from bayescellseg.report.overlay import (
+        colorize,
+        display_image,
+        make_overlay,
+        uncertainty_vmax,
+    )
 
     source = _display_source(item)
     pred = item.prediction
     truth_ids = [int(i) for i in np.unique(item.truth) if i != 0]
+    scale = "green = certain, red = uncertain"
+    if uncertainty_vmax(pred.review_threshold) != 1.0:
+        scale = "green = certain, yellow = review threshold, red = twice it"
     panels = [
         ("image" if item.image is not None else "image unavailable: probability map",
          display_image(source)),
         ("truth (outlined)", make_overlay(source, item.truth, dict.fromkeys(truth_ids, 0.5))),
-        ("prediction: outline colour = nucleus uncertainty (green = certain, red = uncertain), magenta = no true match",
-         make_overlay(source, pred.labels, pred.nucleus_uncertainty, unmatched)),
+        (f"prediction: outline colour = nucleus uncertainty ({scale}), magenta = no true match",
+         make_overlay(source, pred.labels, pred.nucleus_uncertainty, unmatched,
+                      vmax=uncertainty_vmax(pred.review_threshold))),
     ]  # fmt: skip
     for key, caption in (("entropy", "predictive entropy (bits, 0-1)"),
                          ("epistemic", "mutual information (bits)")):  # fmt: skip

@@ -41,6 +41,8 @@ class Prediction:
             derived from the maps when there is no table).
         image_uncertainty: Image uncertainty score (nan when unknown).
         predicted_quality: Expected DSB score from sample agreement (nan when unknown).
+        review_threshold: Nucleus review threshold of the model that made the prediction
+            (nan when unknown); the report's overlays centre their colour scale on it.
     """
 
     labels: np.ndarray
@@ -48,6 +50,7 @@ class Prediction:
     nucleus_uncertainty: dict[int, float] = field(default_factory=dict)
     image_uncertainty: float = math.nan
     predicted_quality: float = math.nan
+    review_threshold: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -189,8 +192,16 @@ def fallback_uncertainties(
     return mean_per_label(labels, maps[key]), image
 
 
-def read_prediction(pred_dir: Path, name: str) -> tuple[Prediction, dict]:
+def read_prediction(
+    pred_dir: Path, name: str, review_threshold: float = math.nan
+) -> tuple[Prediction, dict]:
     """Read the prediction files of image ``name``.
+
+    Args:
+        pred_dir: A ``predict`` output folder.
+        name: The image name (file prefix).
+        review_threshold: The nucleus review threshold the prediction was made with
+            (see :func:`run_review_threshold`), nan when unknown.
 
     Returns:
         The prediction and its ``name_summary.json`` content (``{}`` if absent).
@@ -223,8 +234,22 @@ def read_prediction(pred_dir: Path, name: str) -> tuple[Prediction, dict]:
         nucleus_uncertainty=nucleus_u,
         image_uncertainty=image_u,
         predicted_quality=_as_float(summary.get("predicted_quality")),
+        review_threshold=review_threshold,
     )
     return prediction, summary
+
+
+def run_review_threshold(pred_dir: Path) -> float:
+    """The nucleus review threshold recorded in a ``predict`` folder's ``run_config.json``.
+
+    Returns:
+        The threshold, or nan when the file is absent, unreadable or has none.
+    """
+    try:
+        config = json.loads((Path(pred_dir) / "run_config.json").read_text(encoding="utf-8"))
+        return _as_float(config["review"]["nucleus_uncertainty"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        return math.nan
 
 
 def _label_shape(path: Path) -> tuple[int, int]:
@@ -365,9 +390,10 @@ def iter_prediction_items(
     pred_dir: Path, plan: PredictionPlan, loaders: dict[str, TruthLoader]
 ) -> Iterator[EvalItem | Failure]:
     """Yield one :class:`EvalItem` per matched name (or a :class:`Failure` if it cannot be read)."""
+    threshold = run_review_threshold(pred_dir)
     for name in plan.names:
         try:
-            prediction, summary = read_prediction(pred_dir, name)
+            prediction, summary = read_prediction(pred_dir, name, threshold)
             truth, image = loaders[name]()
             if truth.shape != prediction.labels.shape:
                 raise InputError(
@@ -425,8 +451,13 @@ def select_samples(path: Path, split_ids: set[str] | None = None, limit: int | N
     return refs
 
 
-def prediction_from_result(result) -> Prediction:
-    """A :class:`Prediction` from a ``Segmenter.predict`` result (in memory)."""
+def prediction_from_result(result, review_threshold: float = math.nan) -> Prediction:
+    """A :class:`Prediction` from a ``Segmenter.predict`` result (in memory).
+
+    Args:
+        result: The result.
+        review_threshold: The segmenter's nucleus review threshold (nan when unknown).
+    """
     maps = {key: np.asarray(getattr(result, key), np.float32) for key in MAP_NAMES}
     maps["probability"] = _clip_probability(maps["probability"])
     summary = result.summary or {}
@@ -436,6 +467,7 @@ def prediction_from_result(result) -> Prediction:
         nucleus_uncertainty={int(r.label): float(r.uncertainty) for r in result.nuclei},
         image_uncertainty=_as_float(summary.get("uncertainty")),
         predicted_quality=_as_float(summary.get("predicted_quality")),
+        review_threshold=review_threshold,
     )
 
 
@@ -448,7 +480,7 @@ def iter_model_items(
             try:
                 sample = ref.load()
                 result = segmenter.predict(sample.image, n_samples=n_samples, tta=tta, seed=seed)
-                prediction = prediction_from_result(result)
+                prediction = prediction_from_result(result, segmenter.review.nucleus_uncertainty)
                 yield EvalItem(dataset, ref.id, sample.labels, prediction, sample.image)
             except (BayesCellSegError, OSError, ValueError) as err:
                 yield Failure(dataset, ref.id, str(err))

@@ -200,7 +200,7 @@ def write_outputs(
     """
     from bayescellseg.io.images import write_png, write_tiff
     from bayescellseg.postprocess.nuclei import NUCLEUS_COLUMNS, records_to_rows
-    from bayescellseg.report.overlay import make_overlay
+    from bayescellseg.report.overlay import make_overlay, uncertainty_vmax
 
     write_tiff(paths["labels"], result.labels.astype(label_dtype(result.labels)), overwrite)
     for name in ("probability", "entropy", "aleatoric", "epistemic"):
@@ -208,7 +208,7 @@ def write_outputs(
     uncertainty = {r.label: r.uncertainty for r in result.nuclei}
     flagged = {r.label for r in result.nuclei if r.needs_review}
     overlay = make_overlay(
-        image, result.labels, uncertainty, flagged, vmax=2.0 * max(review_threshold, 1e-6)
+        image, result.labels, uncertainty, flagged, vmax=uncertainty_vmax(review_threshold)
     )
     write_png(paths["overlay"], overlay, overwrite)
     write_text_atomic(

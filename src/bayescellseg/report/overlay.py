@@ -6,6 +6,7 @@ batch. Outputs are (H, W, 3) uint8 RGB, ready for ``write_png``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Set
 
 import numpy as np
@@ -13,7 +14,7 @@ from matplotlib import colormaps
 from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
-__all__ = ["FLAG_COLOR", "colorize", "display_image", "make_overlay"]
+__all__ = ["FLAG_COLOR", "colorize", "display_image", "make_overlay", "uncertainty_vmax"]
 
 FLAG_COLOR = (255, 0, 255)
 """Magenta ring drawn around flagged nuclei (absent from the default green-yellow-red ``RdYlGn_r`` colormap)."""
@@ -86,6 +87,16 @@ def colorize(
     rgb = colormaps[cmap](np.clip(scaled, 0.0, 1.0), bytes=True)[..., :3]
     rgb[~finite] = 0
     return rgb
+
+
+def uncertainty_vmax(review_threshold: float) -> float:
+    """Top of the overlay colour scale for a nucleus review threshold.
+
+    The scale runs green (0), yellow (the threshold, where flagging starts), red (twice the
+    threshold and above). Without a usable threshold (nan, inf or <= 0) it runs 0-1.
+    """
+    t = float(review_threshold)
+    return 2.0 * t if math.isfinite(t) and t > 0 else 1.0
 
 
 def make_overlay(
