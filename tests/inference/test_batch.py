@@ -157,9 +157,8 @@ def test_overlay_colour_scale_is_centred_on_the_review_threshold(tmp_path) -> No
     def record(label: int, u: float) -> NucleusRecord:
         return NucleusRecord(label, 0.0, 0.0, 100, 1.0, 0.0, 0.0, 1.0 - u, u, False)
 
-    result = Result(
-        labels, zeros, zeros, zeros, zeros, zeros, zeros, [record(1, 0.0), record(2, 0.05)]
-    )
+    maps = dict.fromkeys(("probability", "entropy", "aleatoric", "epistemic", "variance"), zeros)
+    result = Result(**maps, contour=zeros, labels=labels, nuclei=[record(1, 0.0), record(2, 0.05)])
     paths = output_paths(tmp_path, "x")
     write_outputs(paths, zeros, result, {}, overwrite=False, review_threshold=0.05)
     overlay = np.asarray(Image.open(paths["overlay"]))

@@ -9,6 +9,7 @@ import torch
 from bayescellseg.data.normalize import normalize
 from bayescellseg.errors import InputError
 from bayescellseg.inference.segmenter import Segmenter, as_float_rgb, bundled_model_path
+from bayescellseg.inference.uncertainty import UncertaintyMaps
 from tests.synthetic import synthetic_image, synthetic_labels
 
 MAPS = ("probability", "entropy", "aleatoric", "epistemic", "variance", "contour")
@@ -31,6 +32,7 @@ def test_predict_maps_nuclei_and_summary(model_dir, raw_image) -> None:
         assert arr.shape == (64, 72) and arr.dtype == np.float32, name
         assert 0 <= arr.min() and arr.max() <= 1, name
     np.testing.assert_allclose(result.epistemic, result.entropy - result.aleatoric, atol=1e-6)
+    assert isinstance(result, UncertaintyMaps) and tuple(result.maps()) == MAPS
     assert result.epistemic.max() > 0  # 4 dropout samples disagree somewhere
     ids = np.unique(result.labels)
     assert [r.label for r in result.nuclei] == ids[ids > 0].tolist()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, overload
 
@@ -30,6 +30,7 @@ from bayescellseg.inference.sampling import (
     sample_image,
     samples_per_member,
 )
+from bayescellseg.inference.uncertainty import UncertaintyMaps
 from bayescellseg.io.images import to_rgb_float
 from bayescellseg.model.config import ModelConfig
 from bayescellseg.model.store import bundled_model_path, load_model
@@ -38,36 +39,25 @@ from bayescellseg.postprocess.watershed import WatershedParams, instances_from_m
 
 
 @dataclass(frozen=True)
-class Result:
-    """Segmentation and uncertainty of one image.
+class Result(UncertaintyMaps):
+    """Segmentation and uncertainty of one image: the per-pixel maps of
+    :class:`~bayescellseg.inference.uncertainty.UncertaintyMaps` (``probability``, ``entropy``,
+    ``aleatoric``, ``epistemic``, ``variance``, ``contour``, each (H, W) float32) plus:
 
     Attributes:
         labels: (H, W) uint32 nuclei, 0 = background.
-        probability: (H, W) float32 mean foreground probability.
-        entropy: (H, W) float32 predictive entropy, bits (total uncertainty).
-        aleatoric: (H, W) float32 expected entropy, bits.
-        epistemic: (H, W) float32 mutual information, bits.
-        variance: (H, W) float32 variance of the foreground probability over samples.
-        contour: (H, W) float32 mean contour probability.
         nuclei: Per-nucleus records (see :mod:`bayescellseg.postprocess.nuclei`).
         summary: Per-image summary (``n_nuclei``, ``uncertainty``, ``predicted_quality``,
             ``needs_review``, ``reasons``, ... plus ``n_samples`` and ``tta``).
     """
 
-    labels: np.ndarray
-    probability: np.ndarray
-    entropy: np.ndarray
-    aleatoric: np.ndarray
-    epistemic: np.ndarray
-    variance: np.ndarray
-    contour: np.ndarray
-    nuclei: list[NucleusRecord] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
+    labels: np.ndarray = field(kw_only=True)
+    nuclei: list[NucleusRecord] = field(default_factory=list, kw_only=True)
+    summary: dict[str, Any] = field(default_factory=dict, kw_only=True)
 
     def maps(self) -> dict[str, np.ndarray]:
         """The per-pixel maps by name."""
-        names = ("probability", "entropy", "aleatoric", "epistemic", "variance", "contour")
-        return {name: getattr(self, name) for name in names}
+        return {f.name: getattr(self, f.name) for f in fields(UncertaintyMaps)}
 
 
 class _SampleSegmentations(Sequence):
@@ -244,13 +234,8 @@ class Segmenter:
         )
         summary_dict = {**summary.to_dict(), "n_samples": n_total, "tta": bool(tta)}
         return Result(
+            **{f.name: getattr(maps, f.name) for f in fields(UncertaintyMaps)},
             labels=labels,
-            probability=maps.probability,
-            entropy=maps.entropy,
-            aleatoric=maps.aleatoric,
-            epistemic=maps.epistemic,
-            variance=maps.variance,
-            contour=maps.contour,
             nuclei=records,
             summary=summary_dict,
         )
