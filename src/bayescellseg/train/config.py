@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bayescellseg.errors import InputError
+from bayescellseg.settings import from_user_dict
 
 SCHEDULERS = ("cosine", "onecycle")
 
@@ -134,16 +135,8 @@ class TrainConfig:
         Raises:
             InputError: Unknown keys or invalid values.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(source, f"unknown training config keys: {', '.join(unknown)}")
-        try:
-            return cls(**json.loads(json.dumps(data)))
-        except InputError as err:
-            raise InputError(source, err.problem) from None
-        except TypeError as err:
-            raise InputError(source, f"invalid training config: {err}") from None
+        copied = json.loads(json.dumps(data)) if isinstance(data, dict) else data
+        return from_user_dict(cls, copied, source, "training config key")
 
     def to_json(self) -> str:
         """Indented JSON text."""
