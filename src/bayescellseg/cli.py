@@ -79,6 +79,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score_in_unit_interval(text: str) -> float:
+    """argparse type: a score in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from bayescellseg.evaluation.calibrate import calibrate_model, format_calibration
 
@@ -94,6 +105,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         split_file=args.split_file,
         fit_region=args.fit_region,
         bias=args.bias,
+        quality_target=args.quality_target,
         write=not args.dry_run,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
@@ -273,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="bias",
         action="store_false",
         help="fit the temperature only (no logit bias)",
+    )
+    ca.add_argument(
+        "--quality-target",
+        dest="quality_target",
+        type=_score_in_unit_interval,
+        default=0.7,
+        help="images whose true DSB score is below this count as needing review when the "
+        "image flag's threshold is tuned (default 0.7)",
     )
     ca.add_argument("--dry-run", dest="dry_run", action="store_true", help="report, do not write")
     ca.set_defaults(func=_cmd_calibrate)

@@ -286,6 +286,24 @@ def test_cli_prints_table_and_rerun_replaces_values(setup, capsys):
     assert "fitted on all pixels" in capsys.readouterr().out
 
 
+def test_quality_target_sets_which_images_count_as_poor(setup, capsys):
+    model_dir, root, split = setup
+    args = ["calibrate", "--model", str(model_dir), "--data", str(root), "--split-file", str(split)]
+    assert main([*args, "--quality-target", "0.4", "--dry-run", "--limit", "2"]) == 0
+    assert "images with a DSB score below 0.4" in capsys.readouterr().out
+    report = calibrate_model(model_dir, root, split_file=split, limit=2, quality_target=0.4)
+    assert load_model(model_dir).extras["calibration"]["review"]["quality_target"] == 0.4
+    assert report.quality_target == 0.4
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="quality_target"):
+            calibrate_model(model_dir, root, split_file=split, quality_target=bad)
+    for bad in ("0", "1.5", "nan", "high"):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--quality-target", bad])
+        assert exc.value.code == 2
+    assert "--quality-target: expected a number, got 'high'" in capsys.readouterr().err
+
+
 def test_dry_run_and_all_images(setup, capsys):
     model_dir, root, split = setup
     args = ["calibrate", "--model", str(model_dir), "--data", str(root), "--split", "all"]

@@ -607,6 +607,8 @@ def calibrate_model(
     """
     if fit_region not in FIT_REGIONS:
         raise ValueError(f"fit_region must be one of {FIT_REGIONS}, got {fit_region!r}")
+    if not 0.0 < quality_target <= 1.0:
+        raise ValueError(f"quality_target must be in (0, 1], got {quality_target!r}")
     start = time.perf_counter()
     log = log or (lambda _line: None)
     model_dir, data_root = Path(model_dir), Path(data_root)
