@@ -45,3 +45,26 @@ def test_predict_bundled_model_deterministic_pass(tmp_path) -> None:
     summary = json.loads((tmp_path / f"{sample.name}_summary.json").read_text())
     assert summary["n_samples"] == 1 and summary["n_nuclei"] > 5
     assert main(["predict", str(sample), "--out", str(tmp_path / "b"), "--samples", "-1"]) == 2
+
+
+def test_cli_predict_diameter(tmp_path, capsys) -> None:
+    write_images(tmp_path / "in", n=1, corrupt=False)
+    plain = make_model_dir(tmp_path / "plain")
+    args = ["predict", str(tmp_path / "in"), "--samples", "2"]
+    # a model that records no training size: refused before any output is written
+    assert (
+        main([*args, "--model", str(plain), "--out", str(tmp_path / "a"), "--diameter", "9"]) == 2
+    )
+    assert "records no nucleus_diameter" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    sized = make_model_dir(tmp_path / "sized", {"nucleus_diameter": 18.0})
+    assert (
+        main([*args, "--model", str(sized), "--out", str(tmp_path / "b"), "--diameter", "x"]) == 2
+    )
+    assert "--diameter: expected 'auto' or pixels, got 'x'" in capsys.readouterr().err
+    assert (
+        main([*args, "--model", str(sized), "--out", str(tmp_path / "c"), "--diameter", "9"]) == 0
+    )
+    with open(tmp_path / "c" / "summary.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert float(row["diameter"]) == 9.0 and float(row["scale"]) == 2.0

@@ -43,6 +43,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         tile_size=args.tile,
         overwrite=args.overwrite,
         seed=args.seed,
+        diameter=args.diameter,
     )
     summary = predict_batch(args.inputs, args.model, args.out, options)
     return 1 if summary.n_failed else 0
@@ -55,7 +56,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"bayescellseg evaluate: error: {problem}", file=sys.stderr)
         return 2
 
-    options = EvaluateOptions(seed=args.seed, overwrite=args.overwrite)
+    options = EvaluateOptions(seed=args.seed, overwrite=args.overwrite, diameter=args.diameter)
     if args.pred is not None:
         if args.model is not None or args.data:
             return usage("give either --pred DIR --truth PATH, or --model DIR --data PATH")
@@ -144,6 +145,12 @@ _TRAIN_OVERRIDES = {
 }
 
 
+DIAMETER_HELP = (
+    "typical nucleus diameter in pixels: the image is resized so its nuclei match the "
+    "model's training size; 'auto' estimates it per image (default: no resizing)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``bayescellseg`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -222,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    pr.add_argument("--diameter", default=None, help=DIAMETER_HELP)
     pr.set_defaults(func=_cmd_predict)
 
     ev = sub.add_parser(
@@ -241,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--out", type=Path, required=True, help="report folder")
     ev.add_argument("--overwrite", action="store_true")
+    ev.add_argument("--diameter", default=None, help=DIAMETER_HELP + " (with --model)")
     ev.set_defaults(func=_cmd_evaluate)
 
     ca = sub.add_parser(

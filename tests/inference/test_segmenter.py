@@ -7,8 +7,14 @@ import pytest
 import torch
 
 from bayescellseg.data.normalize import normalize
+from bayescellseg.data.sizes import median_diameter
 from bayescellseg.errors import InputError
-from bayescellseg.inference.segmenter import Segmenter, as_float_rgb, bundled_model_path
+from bayescellseg.inference.segmenter import (
+    AUTO_MIN_NUCLEI,
+    Segmenter,
+    as_float_rgb,
+    bundled_model_path,
+)
 from bayescellseg.inference.uncertainty import UncertaintyMaps
 from tests.synthetic import synthetic_image, synthetic_labels
 
@@ -118,3 +124,46 @@ def test_tiled_prediction_runs_and_matches_shape(model_dir) -> None:
     result = Segmenter.load(model_dir).predict(raw, n_samples=2, tile_size=48)
     assert result.labels.shape == (100, 90)
     assert result.probability.shape == (100, 90)
+
+
+def test_diameter_resizes_for_the_network_and_back(model_factory, raw_image) -> None:
+    seg = Segmenter.load(model_factory({"nucleus_diameter": 20.0}))
+    assert seg.nucleus_diameter == 20.0
+    plain = seg.predict(raw_image, n_samples=2)
+    assert plain.summary["scale"] == 1.0 and plain.summary["diameter"] is None
+    for diameter, scale in ((10.0, 2.0), ("40", 0.5)):
+        result = seg.predict(raw_image, n_samples=2, diameter=diameter)
+        assert result.summary["scale"] == scale and result.summary["diameter"] == float(diameter)
+        for name in MAPS:
+            assert getattr(result, name).shape == (64, 72), name
+        assert result.labels.shape == (64, 72)
+    assert not np.allclose(result.probability, plain.probability)  # the network saw another image
+
+
+def test_auto_diameter_is_the_median_of_a_first_single_pass(model_factory, raw_image) -> None:
+    blobs = {"postprocess": {"marker_threshold": 0.1}}  # the random-weight network finds blobs
+    first = Segmenter.load(model_factory(blobs)).predict(raw_image, n_samples=0)
+    estimate = median_diameter([first.labels], min_count=AUTO_MIN_NUCLEI)
+    assert np.isfinite(estimate)
+    for model_diameter, scale in ((2 * estimate, 2.0), (1.1 * estimate, 1.0)):
+        seg = Segmenter.load(model_factory({**blobs, "nucleus_diameter": model_diameter}))
+        auto = seg.predict(raw_image, n_samples=2, diameter="auto")
+        assert auto.summary["diameter"] == pytest.approx(estimate)
+        assert auto.summary["scale"] == pytest.approx(scale)
+    blank = np.zeros((64, 72), np.uint8)  # nothing to measure: no resizing
+    seg = Segmenter.load(model_factory({"nucleus_diameter": 20.0}))
+    summary = seg.predict(blank, n_samples=0, diameter="auto").summary
+    assert summary["diameter"] is None and summary["scale"] == 1.0
+
+
+def test_bad_diameters_are_refused(model_factory, raw_image) -> None:
+    seg = Segmenter.load(model_factory({"nucleus_diameter": 20.0}))
+    for bad in ("big", -1.0, 0, float("nan"), True):
+        with pytest.raises(InputError, match="--diameter"):
+            seg.predict(raw_image, diameter=bad)
+    without = Segmenter.load(model_factory())
+    with pytest.raises(InputError, match="records no nucleus_diameter"):
+        without.predict(raw_image, diameter=12.0)
+    assert without.predict(raw_image, diameter=None).summary["scale"] == 1.0
+    with pytest.raises(InputError, match="nucleus_diameter must be a positive number"):
+        Segmenter.load(model_factory({"nucleus_diameter": -3}))

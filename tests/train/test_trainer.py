@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from bayescellseg.data.sizes import median_diameter
 from bayescellseg.errors import InputError
 from bayescellseg.model.store import load_model, update_extras
 from bayescellseg.train import trainer
@@ -86,6 +87,8 @@ def test_outputs_checkpoint_and_model_folder(tmp_path, data) -> None:
     assert training["val_metrics"]["dsb"] == pytest.approx(float(best["val_dsb"]), abs=1e-5)
     assert training["data_root"] == "synthetic" and training["seed"] == cfg.seed
     assert training["config"] == cfg.to_dict() and training["epochs_done"] == 2
+    expected = median_diameter(s.labels for s in data[0])
+    assert loaded.extras["nucleus_diameter"] == pytest.approx(expected, abs=1e-3)
     if training["best_epoch"] == 2:  # the exported weights are the best epoch's
         assert _same_state(loaded.model.state_dict(), ck["model"])
 

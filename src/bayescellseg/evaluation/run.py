@@ -46,12 +46,15 @@ class EvaluateOptions:
         max_pixels_per_image: Pixels per image kept for the pooled pixel uncertainty metrics.
         n_gallery: Images shown in each report gallery (most uncertain, worst).
         overwrite: Replace existing report files.
+        diameter: With ``--model``: typical nucleus diameter in pixels, ``"auto"`` or None
+            (see :meth:`~bayescellseg.inference.segmenter.Segmenter.predict`).
     """
 
     seed: int = 0
     max_pixels_per_image: int = 10_000
     n_gallery: int = 4
     overwrite: bool = False
+    diameter: float | str | None = None
 
 
 @dataclass
@@ -287,10 +290,11 @@ def evaluate_model(
         (n, sources.select_samples(p, split_ids, limit)) for n, p in zip(names, paths, strict=True)
     ]
     segmenter = Segmenter.load(model_dir, device=device)
+    diameter = segmenter.resolve_diameter(options.diameter)
     total = sum(len(refs) for _, refs in datasets)
     print(f"bayescellseg evaluate: {total} image(s) in {len(datasets)} dataset(s), "
           f"model {segmenter.source}", flush=True)  # fmt: skip
-    items = sources.iter_model_items(segmenter, datasets, n_samples, tta, options.seed)
+    items = sources.iter_model_items(segmenter, datasets, n_samples, tta, options.seed, diameter)
     state = consume(items, options, total)
     config = _config(
         "evaluate --model", model=str(segmenter.source), data=[str(p) for p in paths],

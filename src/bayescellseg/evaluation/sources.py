@@ -472,14 +472,21 @@ def prediction_from_result(result, review_threshold: float = math.nan) -> Predic
 
 
 def iter_model_items(
-    segmenter, datasets: Sequence[tuple[str, list]], n_samples: int | None, tta: bool, seed: int
+    segmenter,
+    datasets: Sequence[tuple[str, list]],
+    n_samples: int | None,
+    tta: bool,
+    seed: int,
+    diameter: float | str | None = None,
 ) -> Iterator[EvalItem | Failure]:
     """Predict every sample with ``segmenter`` and yield the items (failures for bad samples)."""
     for dataset, refs in datasets:
         for ref in refs:
             try:
                 sample = ref.load()
-                result = segmenter.predict(sample.image, n_samples=n_samples, tta=tta, seed=seed)
+                result = segmenter.predict(
+                    sample.image, n_samples=n_samples, tta=tta, seed=seed, diameter=diameter
+                )
                 prediction = prediction_from_result(result, segmenter.review.nucleus_uncertainty)
                 yield EvalItem(dataset, ref.id, sample.labels, prediction, sample.image)
             except (BayesCellSegError, OSError, ValueError) as err:

@@ -52,6 +52,8 @@ SUMMARY_COLUMNS = (
     "image",
     "status",
     "n_nuclei",
+    "diameter",
+    "scale",
     "uncertainty",
     "predicted_quality",
     "needs_review",
@@ -76,6 +78,8 @@ class PredictOptions:
         tile_size: Images larger than this are processed in overlapping tiles.
         overwrite: Replace existing output files.
         seed: Seed of the stochastic samples.
+        diameter: Typical nucleus diameter in pixels, ``"auto"`` or None (see
+            :meth:`~bayescellseg.inference.segmenter.Segmenter.predict`).
     """
 
     n_samples: int | None = None
@@ -84,6 +88,7 @@ class PredictOptions:
     tile_size: int = 512
     overwrite: bool = False
     seed: int = 0
+    diameter: float | str | None = None
 
 
 @dataclass
@@ -288,6 +293,7 @@ def predict_batch(
             "--samples", f"must be at least 0 (0 = one deterministic pass), got {options.n_samples}"
         )
     segmenter = Segmenter.load(model_dir, device=options.device)
+    segmenter.resolve_diameter(options.diameter)  # a bad --diameter fails before the batch
     files, problems = list_inputs(inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -325,6 +331,7 @@ def predict_batch(
         "logit_bias": segmenter.logit_bias,
         "postprocess": segmenter.params.to_dict(),
         "review": segmenter.review.to_dict(),
+        "nucleus_diameter": segmenter.nucleus_diameter,
         "options": dataclasses.asdict(options),
         "n_samples_effective": segmenter.n_samples(options.n_samples),
         "seed": options.seed,
@@ -382,6 +389,7 @@ def _predict_one(
             tta=options.tta,
             seed=options.seed,
             tile_size=options.tile_size,
+            diameter=options.diameter,
         )
         info = {
             "image": name,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, overload
 
@@ -36,6 +36,9 @@ from bayescellseg.model.config import ModelConfig
 from bayescellseg.model.store import bundled_model_path, load_model
 from bayescellseg.postprocess.nuclei import NucleusRecord, ReviewThresholds, analyse_segmentation
 from bayescellseg.postprocess.watershed import WatershedParams, instances_from_maps
+
+#: ``diameter="auto"`` needs at least this many nuclei in the first pass to estimate a size.
+AUTO_MIN_NUCLEI = 3
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,12 @@ class Segmenter:
         if not isinstance(bias, int | float) or not math.isfinite(bias):
             raise InputError(where, f"logit_bias must be a finite number, got {bias!r}")
         self.logit_bias = float(bias)
+        diameter = self.extras.get("nucleus_diameter")
+        if diameter is not None and not (
+            isinstance(diameter, int | float) and math.isfinite(diameter) and diameter > 0
+        ):
+            raise InputError(where, f"nucleus_diameter must be a positive number, got {diameter!r}")
+        self.nucleus_diameter: float | None = None if diameter is None else float(diameter)
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "cpu") -> Segmenter:
@@ -172,6 +181,60 @@ class Segmenter:
         loaded = load_model(folder, device=torch_device)
         return cls(loaded.model, loaded.config, loaded.extras, source=folder)
 
+    def resolve_diameter(self, diameter: float | str | None) -> float | str | None:
+        """Check a ``diameter`` argument of :meth:`predict` before a batch starts.
+
+        Returns:
+            None, ``"auto"`` or the diameter as a float.
+
+        Raises:
+            InputError: Not ``"auto"`` or a positive number, or the model records no
+                ``nucleus_diameter``.
+        """
+        if diameter is None:
+            return None
+        diameter = _diameter_argument(diameter)
+        if self.nucleus_diameter is None:
+            raise InputError(
+                self.source or "model",
+                "the model records no nucleus_diameter (the median nucleus size it was trained "
+                "on), so --diameter cannot be used; models trained by this version record it",
+            )
+        return diameter
+
+    def _scale(
+        self,
+        normalised: np.ndarray,
+        diameter: float | str | None,
+        options: SamplingOptions,
+        tile_size: int,
+    ) -> tuple[float | None, float]:
+        """The image's nucleus diameter (given or estimated; None if unknown) and the resize
+        factor for the network (1.0: none)."""
+        from bayescellseg.data.sizes import median_diameter
+        from bayescellseg.inference.rescale import AUTO_TOLERANCE, scale_for
+
+        diameter = self.resolve_diameter(diameter)
+        if diameter is None or self.nucleus_diameter is None:
+            return None, 1.0
+        if diameter != "auto":
+            return diameter, scale_for(diameter, self.nucleus_diameter)
+        first = sample_image(
+            self.model,
+            self.config,
+            normalised,
+            replace(options, n_samples=0, tta=False),
+            tile_size,
+        )
+        labels = instances_from_maps(first.maps.probability, first.maps.contour, self.params)
+        estimate = median_diameter([labels], min_count=AUTO_MIN_NUCLEI)
+        if math.isnan(estimate):
+            return None, 1.0
+        scale = scale_for(estimate, self.nucleus_diameter)
+        if 1 / AUTO_TOLERANCE <= scale <= AUTO_TOLERANCE:
+            scale = 1.0
+        return estimate, scale
+
     def n_samples(self, n_samples: int | None = None) -> int:
         """The effective number of stochastic samples T for a requested ``n_samples``."""
         members = len(members_of(self.model))
@@ -184,6 +247,7 @@ class Segmenter:
         tta: bool = False,
         seed: int = 0,
         tile_size: int = 512,
+        diameter: float | str | None = None,
     ) -> Result:
         """Segment nuclei and measure uncertainty.
 
@@ -195,12 +259,24 @@ class Segmenter:
                 deterministic model; an ensemble without dropout always uses one pass per member.
             tta: Cross every sample with the 8 flips / 90-degree rotations (8x slower).
             seed: Seed of the samples; the same seed gives the same result.
-            tile_size: Images larger than this are processed in overlapping tiles.
+            tile_size: Images larger than this are processed in overlapping tiles (at the
+                model's scale).
+            diameter: Typical nucleus diameter in the image, in pixels: the image is resized so
+                its nuclei match the model's training size (``nucleus_diameter``) and the outputs
+                are resized back. ``"auto"`` estimates it from a first, single-pass
+                segmentation and resizes only when it is off by more than
+                :data:`~bayescellseg.inference.rescale.AUTO_TOLERANCE`. None: no resizing.
 
         Returns:
-            The labels, maps, nucleus records and image summary.
+            The labels, maps, nucleus records and image summary (with ``diameter``, the given
+            or estimated diameter or None, and ``scale``, the resize factor used).
+
+        Raises:
+            InputError: A bad image, a bad ``diameter``, or a ``diameter`` for a model that
+                recorded no ``nucleus_diameter``.
         """
         from bayescellseg.data.normalize import normalize
+        from bayescellseg.inference.rescale import params_at_scale, resize_image, resize_samples
 
         normalised = normalize(as_float_rgb(image), mode=self.config.normalization)
         options = SamplingOptions(
@@ -210,10 +286,18 @@ class Segmenter:
             temperature=self.temperature,
             logit_bias=self.logit_bias,
         )
-        samples = sample_image(self.model, self.config, normalised, options, tile_size=tile_size)
+        measured, scale = self._scale(normalised, diameter, options, tile_size)
+        params = self.params
+        if scale == 1.0:
+            samples = sample_image(self.model, self.config, normalised, options, tile_size)
+        else:
+            resized = resize_image(normalised, scale)
+            samples = sample_image(self.model, self.config, resized, options, tile_size)
+            samples = resize_samples(samples, normalised.shape[:2])
+            params = params_at_scale(params, scale)
         del normalised  # large images: free it before the per-sample segmentations
         maps = samples.maps
-        labels = instances_from_maps(maps.probability, maps.contour, self.params)
+        labels = instances_from_maps(maps.probability, maps.contour, params)
         map_dict = {
             "probability": maps.probability,
             "entropy": maps.entropy,
@@ -221,21 +305,43 @@ class Segmenter:
         }
         n_total = samples.foreground.shape[0]
         sample_labels = (
-            _SampleSegmentations(samples.foreground, samples.contour, self.params)
+            _SampleSegmentations(samples.foreground, samples.contour, params)
             if n_total > 1
             else None
         )
         records, summary = analyse_segmentation(
             labels,
             map_dict,
-            maps.probability > self.params.fg_threshold,
+            maps.probability > params.fg_threshold,
             sample_labels,
             self.review,
         )
-        summary_dict = {**summary.to_dict(), "n_samples": n_total, "tta": bool(tta)}
+        summary_dict = {
+            **summary.to_dict(),
+            "n_samples": n_total,
+            "tta": bool(tta),
+            "diameter": measured,
+            "scale": scale,
+        }
         return Result(
             **{f.name: getattr(maps, f.name) for f in fields(UncertaintyMaps)},
             labels=labels,
             nuclei=records,
             summary=summary_dict,
         )
+
+
+def _diameter_argument(diameter: float | str) -> float | str:
+    """Validate a ``diameter`` argument: ``"auto"`` or a positive number of pixels."""
+    if isinstance(diameter, str):
+        if diameter == "auto":
+            return diameter
+        try:
+            diameter = float(diameter)
+        except ValueError:
+            raise InputError("--diameter", f"expected 'auto' or pixels, got {diameter!r}") from None
+    if isinstance(diameter, bool) or not isinstance(diameter, int | float):
+        raise InputError("--diameter", f"expected 'auto' or pixels, got {diameter!r}")
+    if not (math.isfinite(diameter) and diameter > 0):
+        raise InputError("--diameter", f"must be a positive number of pixels, got {diameter}")
+    return float(diameter)

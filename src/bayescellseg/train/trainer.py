@@ -109,6 +109,14 @@ class _Run:
     provenance: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
 
+    def nucleus_extras(self) -> dict[str, float]:
+        """``{"nucleus_diameter": median over the training nuclei}`` (px), for ``--diameter``;
+        empty without training nuclei."""
+        from bayescellseg.data.sizes import median_diameter
+
+        diameter = median_diameter(s.labels for s in self.train_samples)
+        return {} if math.isnan(diameter) else {"nucleus_diameter": round(diameter, 3)}
+
 
 # ----------------------------------------------------------------------------- public entry points
 
@@ -734,8 +742,8 @@ def _export(run: _Run, model: nn.Module, metrics: dict[str, float], best_epoch: 
     """Write new weights: the folder's other extras (calibration) belonged to the old ones."""
     from bayescellseg.model.store import save_model
 
-    training = _training_extras(run, metrics, best_epoch)
-    save_model(run.out_dir, model, run.model_cfg, {"training": training}, overwrite=True)
+    extras = {"training": _training_extras(run, metrics, best_epoch), **run.nucleus_extras()}
+    save_model(run.out_dir, model, run.model_cfg, extras, overwrite=True)
 
 
 def _refresh_training_extras(run: _Run, metrics: dict[str, float], best_epoch: int | None) -> None:

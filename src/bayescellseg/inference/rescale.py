@@ -1,0 +1,130 @@
+"""Run a model at the nucleus size it was trained at, and bring its outputs back.
+
+A U-Net learns nuclei of the sizes in its training set. On an image whose nuclei are much larger
+or smaller (another magnification, another camera), the image is resized by
+``scale = model_diameter / image_diameter`` before the network runs (Cellpose's ``diameter``
+does the same). The samples are then resized back to the image's own pixel grid, so every map
+and label image lines up with the input:
+
+* the *linear* moments (mean probability, second moment, expected entropy, mean contour) are
+  interpolated and the non-linear maps recomputed from them, as tile stitching does;
+* each per-sample map is interpolated on its own;
+* the watershed's pixel-count settings are divided by ``scale ** 2`` (areas) or ``scale``
+  (radii), because the post-processing runs on the original grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from skimage.transform import resize
+
+from bayescellseg.inference.sampling import ImageSamples, dequantize, quantize
+from bayescellseg.inference.uncertainty import SampleMoments, UncertaintyMaps, uncertainty_maps
+from bayescellseg.postprocess.watershed import WatershedParams
+
+__all__ = [
+    "AUTO_TOLERANCE",
+    "SCALE_LIMITS",
+    "params_at_scale",
+    "resize_image",
+    "resize_samples",
+    "scale_for",
+]
+
+#: Scales are clipped to this range: beyond it the resized image is either too coarse to hold a
+#: nucleus or needlessly large.
+SCALE_LIMITS = (0.25, 4.0)
+
+#: An estimated diameter within this factor of the model's leaves the image unscaled (resizing
+#: blurs a little, and a 20 % size difference is within what training augmentation covers).
+AUTO_TOLERANCE = 1.25
+
+
+def scale_for(diameter: float, model_diameter: float) -> float:
+    """The resize factor that brings nuclei of ``diameter`` px to the model's ``model_diameter``.
+
+    Args:
+        diameter: Typical nucleus diameter in the image, pixels.
+        model_diameter: Median nucleus diameter of the model's training data, pixels.
+
+    Returns:
+        ``model_diameter / diameter`` clipped to :data:`SCALE_LIMITS`.
+
+    Raises:
+        ValueError: A diameter is not a positive finite number.
+    """
+    for name, value in (("diameter", diameter), ("model_diameter", model_diameter)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number of pixels, got {value!r}")
+    low, high = SCALE_LIMITS
+    return float(min(max(model_diameter / diameter, low), high))
+
+
+def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
+    """``shape`` times ``scale``, rounded, at least 1 pixel per side."""
+    return (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
+
+
+def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
+    """Resize an (H, W, C) float image by ``scale`` (bilinear; Gaussian anti-aliasing when it
+    shrinks). Returns a new float32 array; the input is not modified."""
+    shape = scaled_shape(image.shape[:2], scale)
+    out = resize(image, shape, order=1, mode="reflect", anti_aliasing=scale < 1)
+    return out.astype(np.float32, copy=False)
+
+
+def _resize_map(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    shrink = shape[0] < values.shape[0] or shape[1] < values.shape[1]
+    out = resize(values, shape, order=1, mode="reflect", anti_aliasing=shrink)
+    return out.astype(np.float32, copy=False)
+
+
+def resize_samples(samples: ImageSamples, shape: tuple[int, int]) -> ImageSamples:
+    """Samples computed on a resized image, brought to the original image's ``shape``.
+
+    Args:
+        samples: The samples at the model's scale.
+        shape: (H, W) of the original image.
+
+    Returns:
+        New samples of that shape (maps recomputed from the resized linear moments).
+
+    Raises:
+        ValueError: The samples carry raw logits (``keep_logits``), which are not resized.
+    """
+    if samples.foreground_logits is not None:
+        raise ValueError("samples with raw logits cannot be resized")
+    maps = samples.maps
+    moments = SampleMoments(
+        probability=_resize_map(maps.probability, shape),
+        second_moment=_resize_map(maps.variance + np.square(maps.probability), shape),
+        expected_entropy=_resize_map(maps.aleatoric, shape),
+        contour=_resize_map(maps.contour, shape),
+    )
+    per_sample = [
+        np.stack([quantize(_resize_map(dequantize(q), shape)) for q in stack])
+        for stack in (samples.foreground, samples.contour)
+    ]
+    resized: UncertaintyMaps = uncertainty_maps(moments)
+    return ImageSamples(resized, per_sample[0], per_sample[1])
+
+
+def params_at_scale(params: WatershedParams, scale: float) -> WatershedParams:
+    """Watershed settings for the original grid of an image the model saw resized by ``scale``.
+
+    Area settings (``min_size``, ``min_marker_area``) are divided by ``scale ** 2`` and the
+    erosion radius by ``scale`` (rounded; a nonzero setting stays at least 1).
+    """
+
+    def rescaled(value: int, power: int) -> int:
+        return 0 if value == 0 else max(1, round(value / scale**power))
+
+    return dataclasses.replace(
+        params,
+        min_size=rescaled(params.min_size, 2),
+        min_marker_area=rescaled(params.min_marker_area, 2),
+        marker_erosion=rescaled(params.marker_erosion, 1),
+    )
