@@ -167,3 +167,27 @@ def test_bad_diameters_are_refused(model_factory, raw_image) -> None:
     assert without.predict(raw_image, diameter=None).summary["scale"] == 1.0
     with pytest.raises(InputError, match="nucleus_diameter must be a positive number"):
         Segmenter.load(model_factory({"nucleus_diameter": -3}))
+
+
+def test_auto_reuses_its_first_pass_when_that_is_the_prediction(
+    model_factory, raw_image, monkeypatch
+) -> None:
+    import bayescellseg.inference.segmenter as segmenter_module
+
+    seg = Segmenter.load(model_factory({"nucleus_diameter": 1000.0}))  # scale clipped, not 1
+    calls = []
+    real = segmenter_module.sample_image
+    monkeypatch.setattr(
+        segmenter_module, "sample_image", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    blank = np.zeros((64, 72), np.uint8)  # no nuclei: scale 1, single pass reused
+    result = seg.predict(blank, n_samples=0, diameter="auto")
+    assert len(calls) == 1 and result.summary["scale"] == 1.0
+    calls.clear()
+    seg.predict(blank, n_samples=2, diameter="auto")  # MC: the first pass cannot stand in
+    assert len(calls) == 2
+    reused = seg.predict(raw_image, n_samples=0, diameter="auto")
+    if reused.summary["scale"] == 1.0:  # same maps as a plain single pass
+        np.testing.assert_array_equal(
+            reused.probability, seg.predict(raw_image, n_samples=0).probability
+        )

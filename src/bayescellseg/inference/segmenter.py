@@ -24,6 +24,7 @@ import torch
 
 from bayescellseg.errors import InputError
 from bayescellseg.inference.sampling import (
+    ImageSamples,
     SamplingOptions,
     dequantize,
     members_of,
@@ -208,17 +209,17 @@ class Segmenter:
         diameter: float | str | None,
         options: SamplingOptions,
         tile_size: int,
-    ) -> tuple[float | None, float]:
-        """The image's nucleus diameter (given or estimated; None if unknown) and the resize
-        factor for the network (1.0: none)."""
+    ) -> tuple[float | None, float, ImageSamples | None]:
+        """The image's nucleus diameter (given or estimated; None if unknown), the resize
+        factor for the network (1.0: none) and the first pass of ``"auto"`` (else None)."""
         from bayescellseg.data.sizes import median_diameter
         from bayescellseg.inference.rescale import AUTO_TOLERANCE, scale_for
 
         diameter = self.resolve_diameter(diameter)
         if diameter is None or self.nucleus_diameter is None:
-            return None, 1.0
+            return None, 1.0, None
         if diameter != "auto":
-            return diameter, scale_for(diameter, self.nucleus_diameter)
+            return diameter, scale_for(diameter, self.nucleus_diameter), None
         first = sample_image(
             self.model,
             self.config,
@@ -229,11 +230,11 @@ class Segmenter:
         labels = instances_from_maps(first.maps.probability, first.maps.contour, self.params)
         estimate = median_diameter([labels], min_count=AUTO_MIN_NUCLEI)
         if math.isnan(estimate):
-            return None, 1.0
+            return None, 1.0, first
         scale = scale_for(estimate, self.nucleus_diameter)
         if 1 / AUTO_TOLERANCE <= scale <= AUTO_TOLERANCE:
             scale = 1.0
-        return estimate, scale
+        return estimate, scale, first
 
     def n_samples(self, n_samples: int | None = None) -> int:
         """The effective number of stochastic samples T for a requested ``n_samples``."""
@@ -286,9 +287,12 @@ class Segmenter:
             temperature=self.temperature,
             logit_bias=self.logit_bias,
         )
-        measured, scale = self._scale(normalised, diameter, options, tile_size)
+        measured, scale, first = self._scale(normalised, diameter, options, tile_size)
         params = self.params
-        if scale == 1.0:
+        single_pass = options.n_samples == 0 or not self.config.is_stochastic
+        if scale == 1.0 and first is not None and single_pass and not options.tta:
+            samples = first  # auto's first pass is this very prediction
+        elif scale == 1.0:
             samples = sample_image(self.model, self.config, normalised, options, tile_size)
         else:
             resized = resize_image(normalised, scale)
