@@ -24,6 +24,8 @@ from bayescellseg.evaluation.sources import select_samples
 from bayescellseg.inference.segmenter import Segmenter
 from bayescellseg.metrics.matching import dsb_score
 
+MODES = ("none", "auto", "true median")
+
 
 def rescaled(image: np.ndarray, labels: np.ndarray, factor: float):
     """Image (bilinear, anti-aliased when shrinking) and truth (nearest) resized by ``factor``."""
@@ -42,6 +44,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=40, help="first N validation images")
     parser.add_argument("--factors", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--samples", type=int, default=0, help="T (default 0: one pass)")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     args = parser.parse_args()
     seg = Segmenter.load(args.model)
     refs = select_samples(args.data, set(load_split()["val"]), args.limit)
@@ -52,7 +55,7 @@ def main() -> None:
     samples = [ref.load() for ref in refs]
     for factor in args.factors:
         data = [rescaled(s.image, s.labels, factor) for s in samples]
-        for mode in ("none", "auto", "true median"):
+        for mode in args.modes:
             scores, scales, start = [], [], time.perf_counter()
             for image, truth in data:
                 diameter = {"none": None, "auto": "auto"}.get(mode)

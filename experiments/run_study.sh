@@ -3,7 +3,8 @@
 #   experiments/run_study.sh decoder16 [original16 variational16 ensemble16 deterministic16]
 # Env: DATA (default ../shared/data/dsb2018/stage1_train), RUNS (default runs), LIMIT_TTA
 # (evaluate TTA on the first N val images only; default: all), DEVICE (default cpu),
-# THREADS (torch CPU threads for training; default: the config's).
+# THREADS (torch CPU threads for training; default: the config's), VARIANTS (which evaluations;
+# default "mc det mc_tta det_tta"), TRAIN_ONLY=1 (train and calibrate, no evaluation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -35,7 +36,8 @@ for name in "$@"; do
     "$BIN/bayescellseg" calibrate --model "$model" --data "$DATA" --split val
   # a deterministic network has one prediction: its "MC" rows would repeat the "sampling off" ones
   method=$(python3 -c "import json;print(json.load(open('$model/config.json'))['model']['method'])")
-  for variant in mc det mc_tta det_tta; do
+  [ -n "${TRAIN_ONLY:-}" ] && continue
+  for variant in ${VARIANTS:-mc det mc_tta det_tta}; do
     out="$RUNS/$name.eval_$variant"
     [ -f "$out/metrics.json" ] && continue
     case $variant in mc*) [ "$method" = deterministic ] && continue ;; esac

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from bayescellseg.inference.rescale import (
+    AUTO_PROBES,
     SCALE_LIMITS,
     params_at_scale,
     resize_image,
     resize_samples,
     scale_for,
+    trust_coarser_probe,
 )
 from bayescellseg.inference.sampling import ImageSamples, quantize
 from bayescellseg.inference.uncertainty import SampleMoments, uncertainty_maps
@@ -88,3 +90,11 @@ def test_params_at_scale_converts_pixel_counts() -> None:
     big = params_at_scale(params, 4.0)
     assert (big.min_size, big.min_marker_area, big.marker_erosion) == (1, 1, 1)
     assert params_at_scale(WatershedParams(marker_erosion=0), 3.0).marker_erosion == 0
+
+
+def test_a_coarser_probe_is_trusted_when_its_nuclei_are_about_model_size() -> None:
+    assert trust_coarser_probe(16.0, 20.0)  # 20 / 1.25
+    assert trust_coarser_probe(45.0, 20.0)
+    assert not trust_coarser_probe(15.9, 20.0)
+    assert not trust_coarser_probe(float("nan"), 20.0)
+    assert AUTO_PROBES[0] == 1.0 and list(AUTO_PROBES) == sorted(AUTO_PROBES, reverse=True)

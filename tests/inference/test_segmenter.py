@@ -156,6 +156,31 @@ def test_auto_diameter_is_the_median_of_a_first_single_pass(model_factory, raw_i
     assert summary["diameter"] is None and summary["scale"] == 1.0
 
 
+def test_auto_diameter_measures_large_nuclei_on_shrunk_images(
+    model_factory, raw_image, monkeypatch
+) -> None:
+    # Scripted measurements by the width of the image each pass saw: the full-scale pass cuts
+    # the nuclei into 15 px pieces, the image shrunk by 2 shows them whole at 40 px, and the
+    # one shrunk by 4 at 10 px, too small to trust (model 20 px, tolerance 1.25 -> 16 px).
+    seen = {72: 15.0, 36: 40.0, 18: 10.0}
+    widths = []
+
+    def measured(self, samples):
+        widths.append(samples.maps.probability.shape[1])
+        return seen[widths[-1]]
+
+    monkeypatch.setattr(Segmenter, "_median_diameter", measured)
+    seg = Segmenter.load(model_factory({"nucleus_diameter": 20.0}))
+    summary = seg.predict(raw_image, n_samples=0, diameter="auto").summary
+    assert widths == [72, 36, 18]
+    assert summary["diameter"] == pytest.approx(80.0) and summary["scale"] == pytest.approx(0.25)
+    seen[36] = 12.0  # not trusted: the full-scale estimate stands, no quarter-scale probe
+    widths.clear()
+    summary = seg.predict(raw_image, n_samples=0, diameter="auto").summary
+    assert widths == [72, 36]
+    assert summary["diameter"] == 15.0 and summary["scale"] == pytest.approx(20 / 15)
+
+
 def test_bad_diameters_are_refused(model_factory, raw_image) -> None:
     seg = Segmenter.load(model_factory({"nucleus_diameter": 20.0}))
     for bad in ("big", -1.0, 0, float("nan"), True):

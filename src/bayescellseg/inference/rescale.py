@@ -26,12 +26,14 @@ from bayescellseg.inference.uncertainty import SampleMoments, UncertaintyMaps, u
 from bayescellseg.postprocess.watershed import WatershedParams
 
 __all__ = [
+    "AUTO_PROBES",
     "AUTO_TOLERANCE",
     "SCALE_LIMITS",
     "params_at_scale",
     "resize_image",
     "resize_samples",
     "scale_for",
+    "trust_coarser_probe",
 ]
 
 #: Scales are clipped to this range: beyond it the resized image is either too coarse to hold a
@@ -41,6 +43,29 @@ SCALE_LIMITS = (0.25, 4.0)
 #: An estimated diameter within this factor of the model's leaves the image unscaled (resizing
 #: blurs a little, and a 20 % size difference is within what training augmentation covers).
 AUTO_TOLERANCE = 1.25
+
+#: ``"auto"`` measures the nuclei on the image at these scales, finest first. Nuclei several
+#: times larger than the model's are cut into pieces at full scale (their texture looks like
+#: many small nuclei), so the full-scale estimate is too small; on the image shrunk by 2 or 4
+#: they are segmented whole. A coarser probe is run only while the previous one was trusted.
+AUTO_PROBES = (1.0, 0.5, 0.25)
+
+
+def trust_coarser_probe(diameter_at_probe: float, model_diameter: float) -> bool:
+    """Whether a coarser probe's measurement replaces the finer one's.
+
+    It does when the nuclei, measured in the probe's own pixels, are still at least about the
+    model's size (``model_diameter / AUTO_TOLERANCE``): then the network saw them whole there,
+    while smaller ones may have merged into blobs.
+
+    Args:
+        diameter_at_probe: Median nucleus diameter measured on the shrunk image, in its pixels
+            (nan when too few nuclei were found).
+        model_diameter: The model's training nucleus diameter, pixels.
+    """
+    return math.isfinite(diameter_at_probe) and (
+        diameter_at_probe >= model_diameter / AUTO_TOLERANCE
+    )
 
 
 def scale_for(diameter: float, model_diameter: float) -> float:

@@ -211,30 +211,48 @@ class Segmenter:
         tile_size: int,
     ) -> tuple[float | None, float, ImageSamples | None]:
         """The image's nucleus diameter (given or estimated; None if unknown), the resize
-        factor for the network (1.0: none) and the first pass of ``"auto"`` (else None)."""
-        from bayescellseg.data.sizes import median_diameter
-        from bayescellseg.inference.rescale import AUTO_TOLERANCE, scale_for
+        factor for the network (1.0: none) and the full-scale first pass of ``"auto"`` (else
+        None)."""
+        from bayescellseg.inference.rescale import (
+            AUTO_PROBES,
+            AUTO_TOLERANCE,
+            resize_image,
+            scale_for,
+            trust_coarser_probe,
+        )
 
         diameter = self.resolve_diameter(diameter)
         if diameter is None or self.nucleus_diameter is None:
             return None, 1.0, None
         if diameter != "auto":
             return diameter, scale_for(diameter, self.nucleus_diameter), None
-        first = sample_image(
-            self.model,
-            self.config,
-            normalised,
-            replace(options, n_samples=0, tta=False),
-            tile_size,
-        )
-        labels = instances_from_maps(first.maps.probability, first.maps.contour, self.params)
-        estimate = median_diameter([labels], min_count=AUTO_MIN_NUCLEI)
+        single = replace(options, n_samples=0, tta=False)
+        first = sample_image(self.model, self.config, normalised, single, tile_size)
+        estimate = self._median_diameter(first)
+        for probe in AUTO_PROBES[1:]:
+            if math.isnan(estimate):
+                break
+            shrunk = resize_image(normalised, probe)
+            at_probe = self._median_diameter(
+                sample_image(self.model, self.config, shrunk, single, tile_size)
+            )
+            if not trust_coarser_probe(at_probe, self.nucleus_diameter):
+                break
+            estimate = at_probe / probe
         if math.isnan(estimate):
             return None, 1.0, first
         scale = scale_for(estimate, self.nucleus_diameter)
         if 1 / AUTO_TOLERANCE <= scale <= AUTO_TOLERANCE:
             scale = 1.0
         return estimate, scale, first
+
+    def _median_diameter(self, samples: ImageSamples) -> float:
+        """Median nucleus diameter of a single-pass prediction, in its pixels (nan: too few)."""
+        from bayescellseg.data.sizes import median_diameter
+
+        maps = samples.maps
+        labels = instances_from_maps(maps.probability, maps.contour, self.params)
+        return median_diameter([labels], min_count=AUTO_MIN_NUCLEI)
 
     def n_samples(self, n_samples: int | None = None) -> int:
         """The effective number of stochastic samples T for a requested ``n_samples``."""
@@ -264,9 +282,11 @@ class Segmenter:
                 model's scale).
             diameter: Typical nucleus diameter in the image, in pixels: the image is resized so
                 its nuclei match the model's training size (``nucleus_diameter``) and the outputs
-                are resized back. ``"auto"`` estimates it from a first, single-pass
-                segmentation and resizes only when it is off by more than
-                :data:`~bayescellseg.inference.rescale.AUTO_TOLERANCE`. None: no resizing.
+                are resized back. ``"auto"`` estimates it from single-pass
+                segmentations at full scale and, for large nuclei, on the image shrunk by 2 and 4
+                (:data:`~bayescellseg.inference.rescale.AUTO_PROBES`), and resizes only when it
+                is off by more than :data:`~bayescellseg.inference.rescale.AUTO_TOLERANCE`.
+                None: no resizing.
 
         Returns:
             The labels, maps, nucleus records and image summary (with ``diameter``, the given
