@@ -28,6 +28,7 @@ from bayescellseg.postprocess.watershed import WatershedParams
 __all__ = [
     "AUTO_PROBES",
     "AUTO_TOLERANCE",
+    "PROBE_TOLERANCE",
     "SCALE_LIMITS",
     "params_at_scale",
     "resize_image",
@@ -50,12 +51,16 @@ AUTO_TOLERANCE = 1.25
 #: they are segmented whole. A coarser probe is run only while the previous one was trusted.
 AUTO_PROBES = (1.0, 0.5, 0.25)
 
+#: A coarser probe is trusted while its nuclei measure at least the model's diameter divided by
+#: this (see :func:`trust_coarser_probe`).
+PROBE_TOLERANCE = 1.25
+
 
 def trust_coarser_probe(diameter_at_probe: float, model_diameter: float) -> bool:
     """Whether a coarser probe's measurement replaces the finer one's.
 
     It does when the nuclei, measured in the probe's own pixels, are still at least about the
-    model's size (``model_diameter / AUTO_TOLERANCE``): then the network saw them whole there,
+    model's size (``model_diameter / PROBE_TOLERANCE``): then the network saw them whole there,
     while smaller ones may have merged into blobs.
 
     Args:
@@ -64,7 +69,7 @@ def trust_coarser_probe(diameter_at_probe: float, model_diameter: float) -> bool
         model_diameter: The model's training nucleus diameter, pixels.
     """
     return math.isfinite(diameter_at_probe) and (
-        diameter_at_probe >= model_diameter / AUTO_TOLERANCE
+        diameter_at_probe >= model_diameter / PROBE_TOLERANCE
     )
 
 
