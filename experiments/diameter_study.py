@@ -3,7 +3,9 @@
 Validation images are resized by a factor (the truth with nearest-neighbour), which simulates
 another magnification, and segmented three ways: without resizing, with ``diameter="auto"`` and
 with the true median diameter of the resized truth (the best a user could give). Factor 1
-shows whether ``auto`` costs anything on images at the training scale.
+shows whether ``auto`` costs anything on images at the training scale. ``--auto-range``
+compares values of ``rescale.AUTO_RANGE`` (how far off an estimate may be before ``auto``
+resizes); the package's value was chosen with it.
 
     python experiments/diameter_study.py --model runs/decoder16_ft \
         --data ../shared/data/dsb2018/stage1_train --limit 40 --factors 0.5 1 2 > runs/diameter_study.md
@@ -21,6 +23,7 @@ from skimage.transform import resize
 from bayescellseg.data.sizes import median_diameter
 from bayescellseg.data.split import load_split
 from bayescellseg.evaluation.sources import select_samples
+from bayescellseg.inference import rescale
 from bayescellseg.inference.segmenter import Segmenter
 from bayescellseg.metrics.matching import dsb_score
 
@@ -45,6 +48,13 @@ def main() -> None:
     parser.add_argument("--factors", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--samples", type=int, default=0, help="T (default 0: one pass)")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument(
+        "--auto-range",
+        type=float,
+        nargs="+",
+        default=[rescale.AUTO_RANGE],
+        help="values of rescale.AUTO_RANGE to compare in the auto rows (default: the package's)",
+    )
     args = parser.parse_args()
     seg = Segmenter.load(args.model)
     refs = select_samples(args.data, set(load_split()["val"]), args.limit)
@@ -55,7 +65,10 @@ def main() -> None:
     samples = [ref.load() for ref in refs]
     for factor in args.factors:
         data = [rescaled(s.image, s.labels, factor) for s in samples]
-        for mode in args.modes:
+        runs = [(m, r) for m in args.modes for r in (args.auto_range if m == "auto" else [None])]
+        for mode, auto_range in runs:
+            if auto_range is not None:
+                rescale.AUTO_RANGE = auto_range  # read by Segmenter.predict at each call
             scores, scales, start = [], [], time.perf_counter()
             for image, truth in data:
                 diameter = {"none": None, "auto": "auto"}.get(mode)
@@ -67,7 +80,8 @@ def main() -> None:
                 scores.append(dsb_score(truth, result.labels))
                 scales.append(result.summary["scale"])
             seconds = (time.perf_counter() - start) / len(data)
-            print(f"| {factor:g} | {mode} | {np.mean(scores):.3f} | {np.mean(scales):.2f} | "
+            label = mode if auto_range is None else f"auto (range {auto_range:g})"
+            print(f"| {factor:g} | {label} | {np.mean(scores):.3f} | {np.mean(scales):.2f} | "
                   f"{seconds:.2f} |", flush=True)  # fmt: skip
 
 

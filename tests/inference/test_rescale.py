@@ -7,7 +7,9 @@ import pytest
 
 from bayescellseg.inference.rescale import (
     AUTO_PROBES,
+    AUTO_RANGE,
     SCALE_LIMITS,
+    auto_scale,
     params_at_scale,
     resize_image,
     resize_samples,
@@ -98,3 +100,14 @@ def test_a_coarser_probe_is_trusted_when_its_nuclei_are_about_model_size() -> No
     assert not trust_coarser_probe(15.9, 20.0)
     assert not trust_coarser_probe(float("nan"), 20.0)
     assert AUTO_PROBES[0] == 1.0 and list(AUTO_PROBES) == sorted(AUTO_PROBES, reverse=True)
+
+
+def test_auto_scale_resizes_only_into_the_range_the_model_handles() -> None:
+    assert AUTO_RANGE == 1.5
+    for inside in (20.0, 14.0, 29.0, 20 / 1.5, 30.0):
+        assert auto_scale(inside, 20.0) == 1.0
+    assert auto_scale(60.0, 20.0) == pytest.approx(0.5)  # to 30 px, the upper end
+    assert auto_scale(5.0, 20.0) == pytest.approx(20 / 1.5 / 5)  # to 13.3 px
+    assert auto_scale(1000.0, 20.0) == SCALE_LIMITS[0]
+    with pytest.raises(ValueError, match="positive"):
+        auto_scale(float("nan"), 20.0)

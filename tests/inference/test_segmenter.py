@@ -9,6 +9,7 @@ import torch
 from bayescellseg.data.normalize import normalize
 from bayescellseg.data.sizes import median_diameter
 from bayescellseg.errors import InputError
+from bayescellseg.inference.rescale import AUTO_RANGE
 from bayescellseg.inference.segmenter import (
     AUTO_MIN_NUCLEI,
     Segmenter,
@@ -145,7 +146,8 @@ def test_auto_diameter_is_the_median_of_a_first_single_pass(model_factory, raw_i
     first = Segmenter.load(model_factory(blobs)).predict(raw_image, n_samples=0)
     estimate = median_diameter([first.labels], min_count=AUTO_MIN_NUCLEI)
     assert np.isfinite(estimate)
-    for model_diameter, scale in ((2 * estimate, 2.0), (1.1 * estimate, 1.0)):
+    # twice too small: resized to the near end of the range, model / 1.5; within it: unscaled
+    for model_diameter, scale in ((2 * estimate, 2 / AUTO_RANGE), (1.1 * estimate, 1.0)):
         seg = Segmenter.load(model_factory({**blobs, "nucleus_diameter": model_diameter}))
         auto = seg.predict(raw_image, n_samples=2, diameter="auto")
         assert auto.summary["diameter"] == pytest.approx(estimate)
@@ -173,12 +175,13 @@ def test_auto_diameter_measures_large_nuclei_on_shrunk_images(
     seg = Segmenter.load(model_factory({"nucleus_diameter": 20.0}))
     summary = seg.predict(raw_image, n_samples=0, diameter="auto").summary
     assert widths == [72, 36, 18]
-    assert summary["diameter"] == pytest.approx(80.0) and summary["scale"] == pytest.approx(0.25)
+    assert summary["diameter"] == pytest.approx(80.0)
+    assert summary["scale"] == pytest.approx(20 * AUTO_RANGE / 80)  # to the range's upper end
     seen[36] = 12.0  # not trusted: the full-scale estimate stands, no quarter-scale probe
     widths.clear()
     summary = seg.predict(raw_image, n_samples=0, diameter="auto").summary
     assert widths == [72, 36]
-    assert summary["diameter"] == 15.0 and summary["scale"] == pytest.approx(20 / 15)
+    assert summary["diameter"] == 15.0 and summary["scale"] == 1.0  # within 20 / 1.5 .. 20 * 1.5
 
 
 def test_bad_diameters_are_refused(model_factory, raw_image) -> None:

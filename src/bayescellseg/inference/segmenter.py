@@ -215,7 +215,7 @@ class Segmenter:
         None)."""
         from bayescellseg.inference.rescale import (
             AUTO_PROBES,
-            AUTO_TOLERANCE,
+            auto_scale,
             resize_image,
             scale_for,
             trust_coarser_probe,
@@ -241,10 +241,7 @@ class Segmenter:
             estimate = at_probe / probe
         if math.isnan(estimate):
             return None, 1.0, first
-        scale = scale_for(estimate, self.nucleus_diameter)
-        if 1 / AUTO_TOLERANCE <= scale <= AUTO_TOLERANCE:
-            scale = 1.0
-        return estimate, scale, first
+        return estimate, auto_scale(estimate, self.nucleus_diameter), first
 
     def _median_diameter(self, samples: ImageSamples) -> float:
         """Median nucleus diameter of a single-pass prediction, in its pixels (nan: too few)."""
@@ -285,8 +282,8 @@ class Segmenter:
                 are resized back. ``"auto"`` estimates it from single-pass
                 segmentations at full scale and, for large nuclei, on the image shrunk by 2 and 4
                 (:data:`~bayescellseg.inference.rescale.AUTO_PROBES`), and resizes only when it
-                is off by more than :data:`~bayescellseg.inference.rescale.AUTO_TOLERANCE`.
-                None: no resizing.
+                is off by more than :data:`~bayescellseg.inference.rescale.AUTO_RANGE`, to the
+                nearer end of that range. None: no resizing.
 
         Returns:
             The labels, maps, nucleus records and image summary (with ``diameter``, the given
