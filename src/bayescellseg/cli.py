@@ -147,7 +147,8 @@ _TRAIN_OVERRIDES = {
 
 DIAMETER_HELP = (
     "typical nucleus diameter in pixels: the image is resized so its nuclei match the "
-    "model's training size; 'auto' estimates it per image (default: no resizing)"
+    "model's training size; 'auto' estimates it per image and resizes only images outside "
+    "the size range the model handles (default: no resizing)"
 )
 
 
