@@ -28,7 +28,7 @@ from bayescellseg.model.build import build_model
 from bayescellseg.model.config import ModelConfig
 from bayescellseg.model.store import load_model
 from bayescellseg.train.checkpoint import load_checkpoint, save_checkpoint
-from bayescellseg.train.config import TrainConfig
+from bayescellseg.train.config import TrainConfig, resolve_model_config
 
 #: What may differ between the single run and the ensemble (besides run-time fields).
 ENSEMBLE_FIELDS = {"preset"}
@@ -59,6 +59,7 @@ def main() -> None:
 
     single_cfg = json.loads((args.single / "training_config.json").read_text())
     ensemble = TrainConfig.from_json(args.config.read_text(), args.config).to_dict()
+    ensemble["model"] = resolve_model_config(ensemble.get("preset"), ensemble["model"])
     ens_model = ModelConfig.from_dict(ensemble["model"])
     if ens_model.method != "ensemble" or ens_model.dropout_rate != 0:
         raise SystemExit(f"{args.config}: expected an ensemble without dropout")
