@@ -35,12 +35,14 @@ for name in "$@"; do
   [ -n "$(python3 -c "import json;print(json.load(open('$model/config.json')).get('temperature') or '')")" ] ||
     "$BIN/bayescellseg" calibrate --model "$model" --data "$DATA" --split val
   # a deterministic network has one prediction: its "MC" rows would repeat the "sampling off" ones
-  method=$(python3 -c "import json;print(json.load(open('$model/config.json'))['model']['method'])")
+  method=$(python3 -c "import json;m=json.load(open('$model/config.json'))['model'];print(m['method'] + ('' if m.get('dropout_rate') else '-nodropout'))")
   [ -n "${TRAIN_ONLY:-}" ] && continue
   for variant in ${VARIANTS:-mc det mc_tta det_tta}; do
     out="$RUNS/$name.eval_$variant"
     [ -f "$out/metrics.json" ] && continue
-    case $variant in mc*) [ "$method" = deterministic ] && continue ;; esac
+    case $variant in mc*) [ "$method" = deterministic-nodropout ] && continue ;; esac
+    # nor has an ensemble without dropout: its one pass per member is what "mc" evaluates
+    case $variant in det*) [ "$method" = ensemble-nodropout ] && continue ;; esac
     args=(--model "$model" --data "$DATA" --split val --out "$out" --overwrite)
     case $variant in det*) args+=(--samples 0) ;; esac
     case $variant in *tta) args+=(--tta); [ -n "${LIMIT_TTA:-}" ] && args+=(--limit "$LIMIT_TTA") ;; esac

@@ -23,6 +23,16 @@ VARIANTS = {
     "det_tta": "sampling off + TTA",
     "mc_tta": "MC sampling + TTA",
 }
+#: A deep ensemble without dropout has no sampling to switch: its "MC" rows average the members.
+ENSEMBLE_VARIANTS = {"mc": "all members", "mc_tta": "all members + TTA"}
+
+
+def _label(runs: Path, model: str, variant: str) -> str:
+    config = runs / model / "config.json"
+    cfg = json.loads(config.read_text())["model"] if config.is_file() else {}
+    if cfg.get("method") == "ensemble" and not cfg.get("dropout_rate"):
+        return ENSEMBLE_VARIANTS.get(variant, variant)
+    return VARIANTS.get(variant, variant)
 
 
 def _get(d: dict, *keys: str) -> float:
@@ -77,7 +87,7 @@ def row(runs: Path, report: Path) -> list[str]:
     cells = [f"{v:.3f}" if not math.isnan(v) else "n/a" for v in values]
     return [
         model,
-        VARIANTS.get(variant, variant),
+        _label(runs, model, variant),
         str(int(m["n_images"])),
         *cells,
         f"{_train_hours(runs / model):.2f}",
