@@ -8,6 +8,10 @@ Usage::
     python benchmarks/bench_predict.py                 # the T / sharing table on a 512x512 image
     python benchmarks/bench_predict.py --big 4096      # plus the full Segmenter on 4096x4096, T=20
     python benchmarks/bench_predict.py --threads 2 --last-k 1 2
+    python benchmarks/bench_predict.py --malloc default   # glibc's allocator untuned
+
+``--malloc tuned`` (the default) runs as the ``bayescellseg`` command does, with
+:func:`bayescellseg.malloc.keep_freed_memory`; ``default`` leaves glibc as it comes.
 """
 
 from __future__ import annotations
@@ -26,10 +30,18 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _tune(args: argparse.Namespace) -> None:
+    from bayescellseg.malloc import keep_freed_memory
+
+    if args.malloc == "tuned":
+        keep_freed_memory()
+
+
 def _run_one(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
 
+    _tune(args)
     from bayescellseg.inference.sampling import SamplingOptions, sample_image
     from bayescellseg.model.build import build_model
     from bayescellseg.model.config import ModelConfig
@@ -66,6 +78,7 @@ def _run_big(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
 
+    _tune(args)
     from bayescellseg.inference.segmenter import Segmenter
     from bayescellseg.model.build import build_model
     from bayescellseg.model.config import ModelConfig
@@ -110,25 +123,36 @@ def main() -> None:
     parser.add_argument("--big-samples", dest="big_samples", type=int, default=20)
     parser.add_argument("--one", nargs=5, metavar=("METHOD", "K", "T", "SHARE", "SIZE"))
     parser.add_argument("--one-big", dest="one_big", nargs=3, metavar=("K", "T", "SIZE"))
+    parser.add_argument("--malloc", default="tuned", choices=["default", "tuned"])
     args = parser.parse_args()
 
     if args.one:
         method, k, t, share, size = args.one
         ns = argparse.Namespace(
             method=method, k=int(k), t=int(t), share=int(share), size=int(size),
-            threads=args.threads, repeats=args.repeats,
+            threads=args.threads, repeats=args.repeats, malloc=args.malloc,
         )  # fmt: skip
         print(json.dumps(_run_one(ns)))
         return
     if args.one_big:
         k, t, size = map(int, args.one_big)
-        ns = argparse.Namespace(k=k, t=t, size=size, threads=args.threads)
+        ns = argparse.Namespace(k=k, t=t, size=size, threads=args.threads, malloc=args.malloc)
         print(json.dumps(_run_big(ns)))
         return
 
-    common = ["--threads", str(args.threads), "--repeats", str(args.repeats)]
+    common = [
+        "--threads",
+        str(args.threads),
+        "--repeats",
+        str(args.repeats),
+        "--malloc",
+        args.malloc,
+    ]
     base = _child(["--one", "deterministic", "0", "1", "1", str(args.size), *common])
-    print(f"{args.size}x{args.size} image, base 32, depth 4, {args.threads} thread(s), CPU\n")
+    print(
+        f"{args.size}x{args.size} image, base 32, depth 4, {args.threads} thread(s), CPU, "
+        f"malloc {args.malloc}\n"
+    )
     print(
         f"deterministic single pass: {base['s_per_mpx']:.2f} s/Mpx, "
         f"peak RSS {base['rss_mb']:.0f} MB\n"
@@ -150,7 +174,7 @@ def main() -> None:
     if args.big:
         r = _child(
             ["--one-big", str(args.last_k[0]), str(args.big_samples), str(args.big), "--threads",
-             str(args.threads)]
+             str(args.threads), "--malloc", args.malloc]
         )  # fmt: skip
         print(
             f"\nSegmenter.predict on {args.big}x{args.big}, T={args.big_samples}, "

@@ -7,6 +7,10 @@ step the trainer runs (``bayescellseg.train.trainer``), and prints markdown tabl
 2. a sweep of ``channels_last`` on / off and ``torch.set_num_threads`` (1 vs all cores) on one
    method, to choose the trainer's defaults.
 
+``--malloc default tuned`` measures each configuration with glibc's allocator as it comes and
+as ``bayescellseg`` tunes it (:mod:`bayescellseg.malloc`); the default is ``tuned``, what the
+``bayescellseg train`` command runs with.
+
 Throughput is reported for the fastest timed step (other processes on a shared machine only
 ever slow a step down) and as the mean over the timed steps. Each configuration runs in its own
 subprocess so its peak resident memory (``psutil`` when
@@ -14,6 +18,8 @@ installed, else ``ru_maxrss``) is its own. Usage::
 
     python benchmarks/bench_train.py                 # defaults: batch 4, 3 timed steps
     python benchmarks/bench_train.py --steps 5 --widths 32 --device cuda
+    python benchmarks/bench_train.py --batch 8 --widths 16 --methods deterministic \
+        --malloc default tuned --no-sweep
 """
 
 from __future__ import annotations
@@ -53,11 +59,14 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one configuration in this process; returns patches/s and peak memory."""
     import torch
 
+    from bayescellseg.malloc import keep_freed_memory
     from bayescellseg.model.build import build_model
     from bayescellseg.model.config import config_from_preset
     from bayescellseg.model.layers import kl_divergence
     from bayescellseg.train.loss import elbo_loss, segmentation_loss
 
+    if spec.get("malloc", "tuned") == "tuned":
+        keep_freed_memory()
     torch.manual_seed(0)
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
@@ -92,12 +101,15 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     times = []
+    cpu0 = os.times()
     for _ in range(spec["steps"]):
         t0 = time.perf_counter()
         step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
+    cpu1 = os.times()
+    kernel, user = cpu1.system - cpu0.system, cpu1.user - cpu0.user
     result = {
         **spec,
         "params_m": sum(p.numel() for p in net.parameters()) / 1e6,
@@ -105,6 +117,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         "patches_per_s": b / min(times),
         "mean_patches_per_s": b * len(times) / sum(times),
         "peak_mib": _peak_rss_mib(),
+        # share of the process's CPU time spent in the kernel (page faults of fresh mmaps)
+        "kernel_share": kernel / max(kernel + user, 1e-9),
     }
     if device.type == "cuda":
         result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -145,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-method", default="mc_dropout decoder", choices=list(METHODS))
     parser.add_argument("--sweep-widths", type=int, nargs="+", default=[16])
     parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument(
+        "--malloc", nargs="+", default=["tuned"], choices=["default", "tuned"],
+        help="glibc allocator as it comes and/or as bayescellseg tunes it",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.single:
         print(json.dumps(measure(json.loads(args.single))))
@@ -160,15 +178,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for width in args.widths:
         for method in args.methods:
-            spec = {**base, "method": method, "width": width, "channels_last": False,
-                    "threads": args.threads or cores}  # fmt: skip
-            rows.append(_run_isolated(spec))
-            print(f"  measured {method} / {width}: {rows[-1]['patches_per_s']:.2f} patches/s",
-                  file=sys.stderr)  # fmt: skip
+            for malloc in args.malloc:
+                spec = {**base, "method": method, "width": width, "channels_last": False,
+                        "threads": args.threads or cores, "malloc": malloc}  # fmt: skip
+                rows.append(_run_isolated(spec))
+                print(f"  measured {method} / {width} / {malloc}: "
+                      f"{rows[-1]['patches_per_s']:.2f} patches/s", file=sys.stderr)  # fmt: skip
     mem_col = ("peak GPU MiB", "peak_gpu_mib", ".0f") if args.device != "cpu" else None
-    cols = [("method", "method", "s"), ("width", "width", "d"), ("params (M)", "params_m", ".2f"),
+    cols = [("method", "method", "s"), ("width", "width", "d"), ("malloc", "malloc", "s"),
+            ("params (M)", "params_m", ".2f"),
             ("patches/s (best step)", "patches_per_s", ".2f"),
             ("patches/s (mean)", "mean_patches_per_s", ".2f"),
+            ("kernel CPU share", "kernel_share", ".2f"),
             ("peak RSS MiB", "peak_mib", ".0f")]  # fmt: skip
     print(_table(rows, cols + ([mem_col] if mem_col else [])))
     if args.no_sweep or args.device != "cpu":

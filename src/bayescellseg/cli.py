@@ -310,8 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``bayescellseg`` console script."""
+    """Entry point of the ``bayescellseg`` console script.
+
+    Args:
+        argv: The arguments; None reads ``sys.argv``, as the installed command does, and then
+            also tunes the allocator for large tensors (:mod:`bayescellseg.malloc`).
+    """
     args = build_parser().parse_args(argv)
+    if argv is None:
+        from bayescellseg.malloc import keep_freed_memory
+
+        keep_freed_memory()
     try:
         return int(args.func(args))
     except (BayesCellSegError, FileExistsError, FileNotFoundError) as err:
