@@ -56,11 +56,19 @@ def _megapixels(report: Path) -> float:
 
 
 def _train_hours(model_dir: Path) -> float:
-    log = model_dir / "train_log.csv"
+    """Sum of the epoch times; for a partial ensemble (``ensemble_partial.py``), of its members."""
+    log, keep = model_dir / "train_log.csv", None
+    config = model_dir / "config.json"
+    if not log.is_file() and config.is_file():
+        doc = json.loads(config.read_text())
+        source = doc.get("training", {}).get("partial_ensemble_of")
+        if source:
+            log, keep = Path(source) / "train_log.csv", int(doc["model"]["n_members"])
     if not log.is_file():
         return math.nan
     with open(log, newline="") as fh:
-        return sum(float(r["seconds"]) for r in csv.DictReader(fh)) / 3600
+        rows = [r for r in csv.DictReader(fh) if keep is None or int(r["member"]) < keep]
+    return sum(float(r["seconds"]) for r in rows) / 3600
 
 
 def row(runs: Path, report: Path) -> list[str]:

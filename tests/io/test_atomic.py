@@ -53,3 +53,18 @@ def test_json_and_bytes_and_permissions(tmp_path: Path) -> None:
     os.umask(mask)
     mode = stat.S_IMODE((tmp_path / "d.bin").stat().st_mode)
     assert mode == 0o666 & ~mask  # not mkstemp's private 0600
+
+
+def test_writer_that_replaces_the_temp_file_still_gets_the_usual_mode(tmp_path: Path) -> None:
+    # safetensors.save_file writes a new private file over the path it is given
+    import tempfile
+
+    with atomic_path(tmp_path / "w.bin") as tmp:
+        fd, other = tempfile.mkstemp(dir=tmp_path)
+        os.write(fd, b"weights")
+        os.close(fd)
+        os.replace(other, tmp)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "w.bin").stat().st_mode) == 0o666 & ~mask
+    assert (tmp_path / "w.bin").read_bytes() == b"weights"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,13 @@ def test_weights_that_do_not_fit_config(tmp_path: Path) -> None:
     (folder / "config.json").write_text(json.dumps(doc))
     with pytest.raises(InputError, match=r"weights\.safetensors: weights do not fit the config"):
         load_model(folder)
+
+
+def test_saved_model_weights_are_not_private(tmp_path: Path) -> None:
+    # safetensors writes its own private file; atomic_path must still give the usual mode
+    config = ModelConfig(base_channels=4, depth=2, method="deterministic")
+    save_model(tmp_path / "m", build_model(config), config)
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("weights.safetensors", "config.json"):
+        assert stat.S_IMODE((tmp_path / "m" / name).stat().st_mode) == 0o666 & ~mask

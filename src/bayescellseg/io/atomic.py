@@ -44,10 +44,12 @@ def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     )
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give outputs the usual mode
+    mode = 0o666 & ~_umask()  # mkstemp makes 0600 files; give outputs the usual mode
+    os.chmod(tmp, mode)
     try:
         yield tmp
         _refuse_existing(path, overwrite)
+        os.chmod(tmp, mode)  # again: some writers (safetensors) replace the file they are given
         os.replace(tmp, path)
     finally:
         if tmp.exists():
