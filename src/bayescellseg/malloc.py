@@ -4,9 +4,10 @@ glibc serves an allocation above its mmap threshold (at most 32 MiB) with a fres
 unmaps it on ``free``. A width-16 U-Net on a batch of 8 256x256 crops has full-resolution
 activations of 32 MiB and more, so every training step (and every large inference tile) maps,
 page-faults in and unmaps the same few hundred MiB again. On the project's 2-core CPU machine
-that kernel work was about 20 % of a training process's CPU time; with the allocator told to
-keep such blocks (:func:`keep_freed_memory`), training ran at 4.8 instead of 3.2-3.7 patches/s
-(``benchmarks/bench_train.py --malloc``, and the study's training logs).
+that kernel work was 20-30 % of a training process's CPU time. With the allocator told to
+keep such blocks (:func:`keep_freed_memory`), one training thread ran at 2.8 instead of 2.0
+patches/s and T = 20 sampling took half the time (``benchmarks/bench_train.py --malloc default
+tuned``, ``benchmarks/bench_predict.py --malloc default``), with the same outputs.
 
 The price is that freed memory stays with the process (its resident size does not shrink after
 a peak) instead of going back to the system. That suits a command-line run, so the
