@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 from bayescellseg.model.build import build_model
@@ -35,10 +36,7 @@ PROVENANCE = ("data_root", "split_file", "split_sha256", "n_train_images")
 def finished_members(run: Path, epochs: int) -> set[int]:
     """Members with ``epochs`` rows in the run's ``train_log.csv``."""
     with (run / "train_log.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    counts: dict[int, int] = {}
-    for row in rows:
-        counts[int(row["member"])] = counts.get(int(row["member"]), 0) + 1
+        counts = Counter(int(row["member"]) for row in csv.DictReader(f))
     return {k for k, n in counts.items() if n >= epochs}
 
 

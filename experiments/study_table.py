@@ -27,9 +27,14 @@ VARIANTS = {
 ENSEMBLE_VARIANTS = {"mc": "all members", "mc_tta": "all members + TTA"}
 
 
-def _label(runs: Path, model: str, variant: str) -> str:
-    config = runs / model / "config.json"
-    cfg = json.loads(config.read_text())["model"] if config.is_file() else {}
+def _model_doc(model_dir: Path) -> dict:
+    """The model folder's ``config.json`` ({} if there is none)."""
+    config = model_dir / "config.json"
+    return json.loads(config.read_text()) if config.is_file() else {}
+
+
+def _label(doc: dict, variant: str) -> str:
+    cfg = doc.get("model", {})
     if cfg.get("method") == "ensemble" and not cfg.get("dropout_rate"):
         return ENSEMBLE_VARIANTS.get(variant, variant)
     return VARIANTS.get(variant, variant)
@@ -55,15 +60,12 @@ def _megapixels(report: Path) -> float:
     return total / 1e6
 
 
-def _train_hours(model_dir: Path) -> float:
+def _train_hours(model_dir: Path, doc: dict) -> float:
     """Sum of the epoch times; for a partial ensemble (``ensemble_partial.py``), of its members."""
     log, keep = model_dir / "train_log.csv", None
-    config = model_dir / "config.json"
-    if not log.is_file() and config.is_file():
-        doc = json.loads(config.read_text())
-        source = doc.get("training", {}).get("partial_ensemble_of")
-        if source:
-            log, keep = Path(source) / "train_log.csv", int(doc["model"]["n_members"])
+    source = doc.get("training", {}).get("partial_ensemble_of")
+    if not log.is_file() and source:
+        log, keep = Path(source) / "train_log.csv", int(doc["model"]["n_members"])
     if not log.is_file():
         return math.nan
     with open(log, newline="") as fh:
@@ -74,6 +76,7 @@ def _train_hours(model_dir: Path) -> float:
 def row(runs: Path, report: Path) -> list[str]:
     """One table row for one evaluation report."""
     model, variant = report.name.split(".eval_")
+    doc = _model_doc(runs / model)
     m = json.loads((report / "metrics.json").read_text())["overall"]
     seg, cal, unc = m["segmentation"], m["calibration"], m["uncertainty"]
     timing = report.with_name(report.name + ".time.json")
@@ -95,10 +98,10 @@ def row(runs: Path, report: Path) -> list[str]:
     cells = [f"{v:.3f}" if not math.isnan(v) else "n/a" for v in values]
     return [
         model,
-        _label(runs, model, variant),
+        _label(doc, variant),
         str(int(m["n_images"])),
         *cells,
-        f"{_train_hours(runs / model):.2f}",
+        f"{_train_hours(runs / model, doc):.2f}",
         f"{seconds / _megapixels(report):.1f}" if not math.isnan(seconds) else "n/a",
     ]
 

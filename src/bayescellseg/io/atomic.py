@@ -44,12 +44,12 @@ def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     )
     os.close(fd)
     tmp = Path(tmp_name)
-    mode = 0o666 & ~_umask()  # mkstemp makes 0600 files; give outputs the usual mode
-    os.chmod(tmp, mode)
     try:
         yield tmp
         _refuse_existing(path, overwrite)
-        os.chmod(tmp, mode)  # again: some writers (safetensors) replace the file they are given
+        # mkstemp makes 0600 files, and some writers (safetensors) replace the file they are
+        # given with another private one: give the output the usual mode just before the move
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
