@@ -60,16 +60,31 @@ def _megapixels(report: Path) -> float:
     return total / 1e6
 
 
-def _train_hours(model_dir: Path, doc: dict) -> float:
-    """Sum of the epoch times; for a partial ensemble (``ensemble_partial.py``), of its members."""
+def _train_hours(model_dir: Path, doc: dict, member: int | None = None) -> float:
+    """Sum of the epoch times (of one ensemble member when ``member`` is given).
+
+    A partial ensemble (``ensemble_partial.py``) counts its members in the run it came from; an
+    assembled one (``ensemble_assemble.py``) adds up its members' sources.
+    """
+    training = doc.get("training", {})
+    if "assembled_from" in training and member is None:
+        return sum(
+            _train_hours(Path(s["source"]), _model_doc(Path(s["source"])), s["member"])
+            for s in training["assembled_from"]
+        )
     log, keep = model_dir / "train_log.csv", None
-    source = doc.get("training", {}).get("partial_ensemble_of")
+    source = training.get("partial_ensemble_of")
     if not log.is_file() and source:
         log, keep = Path(source) / "train_log.csv", int(doc["model"]["n_members"])
     if not log.is_file():
         return math.nan
     with open(log, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if keep is None or int(r["member"]) < keep]
+        rows = [
+            r
+            for r in csv.DictReader(fh)
+            if (member is None or int(r["member"]) == member)
+            and (keep is None or int(r["member"]) < keep)
+        ]
     return sum(float(r["seconds"]) for r in rows) / 3600
 
 
