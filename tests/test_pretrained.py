@@ -27,7 +27,8 @@ def test_bundled_model_folder_is_complete_and_small() -> None:
         assert (folder / name).is_file(), name
     assert (folder / "weights.safetensors").stat().st_size <= 25 * 2**20
     config = json.loads((folder / "config.json").read_text())
-    assert config["model"]["method"] == "mc_dropout"
+    # the study's choice (docs/study.md): a deep ensemble of three width-16 U-Nets
+    assert config["model"]["method"] == "ensemble" and config["model"]["n_members"] == 3
     # calibrated on the validation split: temperature, watershed and review thresholds stored
     assert config["temperature"] > 0 and config["logit_bias"] < 0  # borders were over-predicted
     assert {"postprocess", "review", "calibration"} <= set(config)
