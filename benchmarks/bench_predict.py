@@ -9,6 +9,7 @@ Usage::
     python benchmarks/bench_predict.py --big 4096      # plus the full Segmenter on 4096x4096, T=20
     python benchmarks/bench_predict.py --threads 2 --last-k 1 2
     python benchmarks/bench_predict.py --malloc default   # glibc's allocator untuned
+    python benchmarks/bench_predict.py --samples --bundled 4096  # only the bundled model, 4096x4096
 
 ``--malloc tuned`` (the default) runs as the ``bayescellseg`` command does, with
 :func:`bayescellseg.malloc.keep_freed_memory`; ``default`` leaves glibc as it comes.
@@ -24,6 +25,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+#: A bundled fluorescence sample (696x520), tiled for ``--bundled``.
+BUNDLED_SAMPLE = "4d09672bcf5a2661eea00891bbb8191225a06619a849aece37ad10d9dedbde3e"
 
 
 def _peak_rss_mb() -> float:
@@ -105,6 +109,33 @@ def _run_big(args: argparse.Namespace) -> dict:
     }
 
 
+def _run_bundled(args: argparse.Namespace) -> dict:
+    """The bundled model's Segmenter on a bundled sample image tiled to size x size."""
+    import numpy as np
+    import torch
+
+    _tune(args)
+    from bayescellseg.inference.segmenter import Segmenter
+    from bayescellseg.io.dsb import read_dsb_sample
+    from bayescellseg.samples import sample_root
+
+    torch.set_num_threads(args.threads)
+    segmenter = Segmenter.load()
+    tile = read_dsb_sample(sample_root(), BUNDLED_SAMPLE).image
+    reps = (-(-args.size // tile.shape[0]), -(-args.size // tile.shape[1])) + (1,) * (tile.ndim - 2)
+    image = np.ascontiguousarray(np.tile(tile, reps)[: args.size, : args.size])
+    start = time.perf_counter()
+    result = segmenter.predict(image, seed=0)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "s_per_mpx": seconds / (args.size**2 / 1e6),
+        "rss_mb": _peak_rss_mb(),
+        "n_nuclei": int(result.summary["n_nuclei"]),
+        "n_samples": int(result.summary["n_samples"]),
+    }
+
+
 def _child(cmd: list[str]) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, *cmd], check=True, capture_output=True, text=True
@@ -115,7 +146,9 @@ def _child(cmd: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="image side for the T table")
-    parser.add_argument("--samples", type=int, nargs="+", default=[1, 10, 20, 50])
+    parser.add_argument(
+        "--samples", type=int, nargs="*", default=[1, 10, 20, 50], help="none: no T table"
+    )
     parser.add_argument("--last-k", dest="last_k", type=int, nargs="+", default=[2])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
@@ -124,6 +157,10 @@ def main() -> None:
     parser.add_argument("--one", nargs=5, metavar=("METHOD", "K", "T", "SHARE", "SIZE"))
     parser.add_argument("--one-big", dest="one_big", nargs=3, metavar=("K", "T", "SIZE"))
     parser.add_argument("--malloc", default="tuned", choices=["default", "tuned"])
+    parser.add_argument(
+        "--bundled", type=int, default=0, help="also run the bundled model on a tiled sample"
+    )
+    parser.add_argument("--one-bundled", dest="one_bundled", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.one:
@@ -133,6 +170,10 @@ def main() -> None:
             threads=args.threads, repeats=args.repeats, malloc=args.malloc,
         )  # fmt: skip
         print(json.dumps(_run_one(ns)))
+        return
+    if args.one_bundled:
+        ns = argparse.Namespace(size=args.one_bundled, threads=args.threads, malloc=args.malloc)
+        print(json.dumps(_run_bundled(ns)))
         return
     if args.one_big:
         k, t, size = map(int, args.one_big)
@@ -148,29 +189,30 @@ def main() -> None:
         "--malloc",
         args.malloc,
     ]
-    base = _child(["--one", "deterministic", "0", "1", "1", str(args.size), *common])
-    print(
-        f"{args.size}x{args.size} image, base 32, depth 4, {args.threads} thread(s), CPU, "
-        f"malloc {args.malloc}\n"
-    )
-    print(
-        f"deterministic single pass: {base['s_per_mpx']:.2f} s/Mpx, "
-        f"peak RSS {base['rss_mb']:.0f} MB\n"
-    )
-    print("| dropout | T | shared tail | s / Mpx | x deterministic | peak RSS (MB) |")
-    print("|---|---|---|---|---|---|")
-    for k in args.last_k:
-        for t in args.samples:
-            for share in (1, 0):
-                r = _child(
-                    ["--one", "mc_dropout", str(k), str(t), str(share), str(args.size)] + common
-                )
-                ratio = r["s_per_mpx"] / base["s_per_mpx"]
-                print(
-                    f"| last_k={k} | {t} | {'yes' if share else 'no'} | {r['s_per_mpx']:.2f} | "
-                    f"{ratio:.1f} | {r['rss_mb']:.0f} |",
-                    flush=True,
-                )
+    if args.samples:
+        base = _child(["--one", "deterministic", "0", "1", "1", str(args.size), *common])
+        print(
+            f"{args.size}x{args.size} image, base 32, depth 4, {args.threads} thread(s), CPU, "
+            f"malloc {args.malloc}\n"
+        )
+        print(
+            f"deterministic single pass: {base['s_per_mpx']:.2f} s/Mpx, "
+            f"peak RSS {base['rss_mb']:.0f} MB\n"
+        )
+        print("| dropout | T | shared tail | s / Mpx | x deterministic | peak RSS (MB) |")
+        print("|---|---|---|---|---|---|")
+        for k in args.last_k:
+            for t in args.samples:
+                for share in (1, 0):
+                    r = _child(
+                        ["--one", "mc_dropout", str(k), str(t), str(share), str(args.size)] + common
+                    )
+                    ratio = r["s_per_mpx"] / base["s_per_mpx"]
+                    print(
+                        f"| last_k={k} | {t} | {'yes' if share else 'no'} | {r['s_per_mpx']:.2f} | "
+                        f"{ratio:.1f} | {r['rss_mb']:.0f} |",
+                        flush=True,
+                    )
     if args.big:
         r = _child(
             ["--one-big", str(args.last_k[0]), str(args.big_samples), str(args.big), "--threads",
@@ -181,6 +223,17 @@ def main() -> None:
             f"last_k={args.last_k[0]} (sampling + watershed + per-sample stability): "
             f"{r['seconds']:.0f} s ({r['s_per_mpx']:.2f} s/Mpx), peak RSS {r['rss_mb']:.0f} MB, "
             f"{r['n_nuclei']} objects"
+        )
+
+    if args.bundled:
+        r = _child(
+            ["--one-bundled", str(args.bundled), "--threads", str(args.threads),
+             "--malloc", args.malloc]
+        )  # fmt: skip
+        print(
+            f"\nbundled model on a {args.bundled}x{args.bundled} tiled sample, "
+            f"T={r['n_samples']}, {args.threads} thread(s): {r['seconds']:.0f} s "
+            f"({r['s_per_mpx']:.2f} s/Mpx), peak RSS {r['rss_mb']:.0f} MB, {r['n_nuclei']} nuclei"
         )
 
 
