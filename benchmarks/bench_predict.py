@@ -78,6 +78,20 @@ def _run_one(args: argparse.Namespace) -> dict:
     }
 
 
+def _timed_predict(segmenter, image, n_samples: int | None) -> dict:
+    """Time one ``Segmenter.predict``; seconds per megapixel, peak RSS and what it found."""
+    start = time.perf_counter()
+    result = segmenter.predict(image, n_samples=n_samples, seed=0)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "s_per_mpx": seconds / (image.shape[0] * image.shape[1] / 1e6),
+        "rss_mb": _peak_rss_mb(),
+        "n_nuclei": int(result.summary["n_nuclei"]),
+        "n_samples": int(result.summary["n_samples"]),
+    }
+
+
 def _run_big(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
@@ -98,15 +112,7 @@ def _run_big(args: argparse.Namespace) -> dict:
         segmenter = Segmenter.load(Path(tmp) / "m")
     rng = np.random.default_rng(0)
     image = (rng.uniform(size=(args.size, args.size)) * 255).astype(np.uint8)
-    start = time.perf_counter()
-    result = segmenter.predict(image, n_samples=args.t, seed=0)
-    seconds = time.perf_counter() - start
-    return {
-        "seconds": seconds,
-        "s_per_mpx": seconds / (args.size**2 / 1e6),
-        "rss_mb": _peak_rss_mb(),
-        "n_nuclei": int(result.summary["n_nuclei"]),
-    }
+    return _timed_predict(segmenter, image, n_samples=args.t)
 
 
 def _run_bundled(args: argparse.Namespace) -> dict:
@@ -124,16 +130,7 @@ def _run_bundled(args: argparse.Namespace) -> dict:
     tile = read_dsb_sample(sample_root(), BUNDLED_SAMPLE).image
     reps = (-(-args.size // tile.shape[0]), -(-args.size // tile.shape[1])) + (1,) * (tile.ndim - 2)
     image = np.ascontiguousarray(np.tile(tile, reps)[: args.size, : args.size])
-    start = time.perf_counter()
-    result = segmenter.predict(image, seed=0)
-    seconds = time.perf_counter() - start
-    return {
-        "seconds": seconds,
-        "s_per_mpx": seconds / (args.size**2 / 1e6),
-        "rss_mb": _peak_rss_mb(),
-        "n_nuclei": int(result.summary["n_nuclei"]),
-        "n_samples": int(result.summary["n_samples"]),
-    }
+    return _timed_predict(segmenter, image, n_samples=None)
 
 
 def _child(cmd: list[str]) -> dict:
