@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ensemble_partial import PROVENANCE  # the split's provenance: must agree, and is copied
 from torch import nn
 
 from bayescellseg.model.build import Ensemble
 from bayescellseg.model.config import ModelConfig
 from bayescellseg.model.store import load_model, save_model
 
-#: Training extras that must agree between the sources, and are copied: the split's provenance.
-PROVENANCE = ("data_root", "split_file", "split_sha256", "n_train_images")
 #: Architecture fields that must agree between the sources.
 ARCHITECTURE = ("base_channels", "depth", "norm", "in_channels", "normalization")
 
