@@ -10,6 +10,7 @@ Usage::
     python benchmarks/bench_predict.py --threads 2 --last-k 1 2
     python benchmarks/bench_predict.py --malloc default   # glibc's allocator untuned
     python benchmarks/bench_predict.py --samples --bundled 4096  # only the bundled model, 4096x4096
+    python benchmarks/bench_predict.py --samples --bundled 2048 --diameter auto  # cost of auto
 
 ``--malloc tuned`` (the default) runs as the ``bayescellseg`` command does, with
 :func:`bayescellseg.malloc.keep_freed_memory`; ``default`` leaves glibc as it comes.
@@ -78,10 +79,12 @@ def _run_one(args: argparse.Namespace) -> dict:
     }
 
 
-def _timed_predict(segmenter, image, n_samples: int | None) -> dict:
+def _timed_predict(
+    segmenter, image, n_samples: int | None, diameter: float | str | None = None
+) -> dict:
     """Time one ``Segmenter.predict``; seconds per megapixel, peak RSS and what it found."""
     start = time.perf_counter()
-    result = segmenter.predict(image, n_samples=n_samples, seed=0)
+    result = segmenter.predict(image, n_samples=n_samples, seed=0, diameter=diameter)
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
@@ -130,7 +133,12 @@ def _run_bundled(args: argparse.Namespace) -> dict:
     tile = read_dsb_sample(sample_root(), BUNDLED_SAMPLE).image
     reps = (-(-args.size // tile.shape[0]), -(-args.size // tile.shape[1])) + (1,) * (tile.ndim - 2)
     image = np.ascontiguousarray(np.tile(tile, reps)[: args.size, : args.size])
-    return _timed_predict(segmenter, image, n_samples=None)
+    return _timed_predict(segmenter, image, n_samples=None, diameter=_diameter(args.diameter))
+
+
+def _diameter(text: str) -> float | str | None:
+    """``--diameter`` as ``Segmenter.predict`` takes it: none, auto or pixels."""
+    return None if text == "none" else text if text == "auto" else float(text)
 
 
 def _child(cmd: list[str]) -> dict:
@@ -157,6 +165,9 @@ def main() -> None:
     parser.add_argument(
         "--bundled", type=int, default=0, help="also run the bundled model on a tiled sample"
     )
+    parser.add_argument(
+        "--diameter", default="none", help="for --bundled: none (default), auto or pixels"
+    )
     parser.add_argument("--one-bundled", dest="one_bundled", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -169,7 +180,9 @@ def main() -> None:
         print(json.dumps(_run_one(ns)))
         return
     if args.one_bundled:
-        ns = argparse.Namespace(size=args.one_bundled, threads=args.threads, malloc=args.malloc)
+        ns = argparse.Namespace(
+            size=args.one_bundled, threads=args.threads, malloc=args.malloc, diameter=args.diameter
+        )
         print(json.dumps(_run_bundled(ns)))
         return
     if args.one_big:
@@ -225,11 +238,12 @@ def main() -> None:
     if args.bundled:
         r = _child(
             ["--one-bundled", str(args.bundled), "--threads", str(args.threads),
-             "--malloc", args.malloc]
+             "--malloc", args.malloc, "--diameter", args.diameter]
         )  # fmt: skip
         print(
             f"\nbundled model on a {args.bundled}x{args.bundled} tiled sample, "
-            f"T={r['n_samples']}, {args.threads} thread(s): {r['seconds']:.0f} s "
+            f"T={r['n_samples']}, diameter {args.diameter}, {args.threads} thread(s): "
+            f"{r['seconds']:.0f} s "
             f"({r['s_per_mpx']:.2f} s/Mpx), peak RSS {r['rss_mb']:.0f} MB, {r['n_nuclei']} nuclei"
         )
 
