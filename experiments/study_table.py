@@ -27,13 +27,13 @@ VARIANTS = {
 ENSEMBLE_VARIANTS = {"mc": "all members", "mc_tta": "all members + TTA"}
 
 
-def _model_doc(model_dir: Path) -> dict:
+def model_doc(model_dir: Path) -> dict:
     """The model folder's ``config.json`` ({} if there is none)."""
     config = model_dir / "config.json"
     return json.loads(config.read_text()) if config.is_file() else {}
 
 
-def _label(doc: dict, variant: str) -> str:
+def variant_label(doc: dict, variant: str) -> str:
     cfg = doc.get("model", {})
     if cfg.get("method") == "ensemble" and not cfg.get("dropout_rate"):
         return ENSEMBLE_VARIANTS.get(variant, variant)
@@ -69,7 +69,7 @@ def _train_hours(model_dir: Path, doc: dict, member: int | None = None) -> float
     training = doc.get("training", {})
     if "assembled_from" in training and member is None:
         return sum(
-            _train_hours(Path(s["source"]), _model_doc(Path(s["source"])), s["member"])
+            _train_hours(Path(s["source"]), model_doc(Path(s["source"])), s["member"])
             for s in training["assembled_from"]
         )
     log, keep = model_dir / "train_log.csv", None
@@ -91,7 +91,7 @@ def _train_hours(model_dir: Path, doc: dict, member: int | None = None) -> float
 def row(runs: Path, report: Path) -> list[str]:
     """One table row for one evaluation report."""
     model, variant = report.name.split(".eval_")
-    doc = _model_doc(runs / model)
+    doc = model_doc(runs / model)
     m = json.loads((report / "metrics.json").read_text())["overall"]
     seg, cal, unc = m["segmentation"], m["calibration"], m["uncertainty"]
     timing = report.with_name(report.name + ".time.json")
@@ -113,7 +113,7 @@ def row(runs: Path, report: Path) -> list[str]:
     cells = [f"{v:.3f}" if not math.isnan(v) else "n/a" for v in values]
     return [
         model,
-        _label(doc, variant),
+        variant_label(doc, variant),
         str(int(m["n_images"])),
         *cells,
         f"{_train_hours(runs / model, doc):.2f}",
