@@ -13,7 +13,8 @@ from bayescellseg.data.sizes import median_diameter
 from bayescellseg.errors import InputError
 from bayescellseg.model.store import load_model, update_extras
 from bayescellseg.train import trainer
-from bayescellseg.train.trainer import LOG_COLUMNS, fit
+from bayescellseg.train.history import LOG_COLUMNS
+from bayescellseg.train.trainer import fit
 from tests.train.helpers import synthetic_samples, tiny_config
 
 torch.set_num_threads(1)
@@ -98,19 +99,19 @@ def test_resume_after_crash_is_bit_exact(tmp_path, data, monkeypatch) -> None:
     fit(data[0], data[1], cfg, tmp_path / "straight")
     straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
 
-    real_report = trainer._report
+    real_report = trainer.report_epoch
 
     def crash_in_epoch_2(row, n_members):  # dies after training epoch 2, before its checkpoint
         if row["epoch"] == 2:
             raise _Crash
         real_report(row, n_members)
 
-    monkeypatch.setattr(trainer, "_report", crash_in_epoch_2)
+    monkeypatch.setattr(trainer, "report_epoch", crash_in_epoch_2)
     with pytest.raises(_Crash):
         fit(data[0], data[1], cfg, tmp_path / "resumed")
     half = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
     assert half["epoch"] == 1  # the crashed epoch is lost, nothing else
-    monkeypatch.setattr(trainer, "_report", real_report)
+    monkeypatch.setattr(trainer, "report_epoch", real_report)
     fit(data[0], data[1], cfg, tmp_path / "resumed", resume=True)
     resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
 
@@ -173,18 +174,18 @@ def test_ensemble_members_resume_and_load(tmp_path, data, monkeypatch) -> None:
         steps_per_epoch=2,
     )
     fit(data[0], data[1], cfg, tmp_path / "straight")
-    real_report = trainer._report
+    real_report = trainer.report_epoch
 
     def crash_in_member_2(row, n_members):
         if row["member"] == 1:
             raise _Crash
         real_report(row, n_members)
 
-    monkeypatch.setattr(trainer, "_report", crash_in_member_2)
+    monkeypatch.setattr(trainer, "report_epoch", crash_in_member_2)
     with pytest.raises(_Crash):
         fit(data[0], data[1], cfg, tmp_path / "resumed")
     assert not (tmp_path / "resumed" / "weights.safetensors").exists()
-    monkeypatch.setattr(trainer, "_report", real_report)
+    monkeypatch.setattr(trainer, "report_epoch", real_report)
     fit(data[0], data[1], cfg, tmp_path / "resumed", resume=True)
 
     a, b = load_model(tmp_path / "straight"), load_model(tmp_path / "resumed")

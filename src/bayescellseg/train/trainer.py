@@ -6,7 +6,7 @@ reads, plus training records)::
     out/
       config.json, weights.safetensors   best model so far (by validation DSB2018 score)
       training_config.json               the TrainConfig, written at the start
-      train_log.csv, training_curve.png  one row / point per epoch
+      train_log.csv, training_curve.png  one row / point per epoch (:mod:`bayescellseg.train.history`)
       checkpoints/last.pt                full training state after the last finished epoch
       checkpoints/member_<k>_best.pt     best weights of ensemble member k (ensembles only)
 
@@ -31,9 +31,7 @@ with a ``GradScaler``).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import math
 import os
 import subprocess
@@ -48,7 +46,7 @@ import torch
 from torch import nn
 
 from bayescellseg.errors import InputError
-from bayescellseg.io.atomic import write_bytes_atomic, write_text_atomic
+from bayescellseg.io.atomic import write_text_atomic
 from bayescellseg.io.dsb import Sample
 from bayescellseg.train import distributed as D
 from bayescellseg.train.checkpoint import (
@@ -58,23 +56,9 @@ from bayescellseg.train.checkpoint import (
     save_checkpoint,
 )
 from bayescellseg.train.config import RESUMABLE_FIELDS, TrainConfig, init_folder
+from bayescellseg.train.history import report_epoch, write_log
 
 CHECKPOINT_FORMAT = 1
-LOG_COLUMNS = (
-    "member",
-    "epoch",
-    "loss",
-    "bce_fg",
-    "dice_fg",
-    "bce_contour",
-    "kl",
-    "kl_weight",
-    "val_dice",
-    "val_dsb",
-    "lr",
-    "seconds",
-    "patches_per_s",
-)
 # Files of ours that --overwrite may replace; nothing else in the folder is touched.
 _OWN_FILES = (
     "config.json",
@@ -695,7 +679,7 @@ def _fit_member(
                 "seconds": time.perf_counter() - t0,
             }
             history.append(row)
-            _report(row, n_members)
+            report_epoch(row, n_members)
             if score > best:
                 best, best_epoch = score, epoch + 1
                 if n_members == 1:
@@ -705,7 +689,7 @@ def _fit_member(
                         out_dir / "checkpoints" / f"member_{k}_best.pt",
                         {"model": net.state_dict(), "epoch": epoch + 1, "metric": score},
                     )
-            _write_log(out_dir, history)
+            write_log(out_dir, history)
             save_checkpoint(
                 out_dir / "checkpoints" / "last.pt",
                 {
@@ -725,17 +709,6 @@ def _fit_member(
                 },
             )
         D.barrier(rt.ctx)
-
-
-def _report(row: dict[str, Any], n_members: int) -> None:
-    from tqdm.auto import tqdm
-
-    who = f"member {row['member'] + 1} " if n_members > 1 else ""
-    tqdm.write(
-        f"{who}epoch {row['epoch']}: loss {row['loss']:.4f} | val dice {row['val_dice']:.3f} "
-        f"dsb {row['val_dsb']:.3f} | lr {row['lr']:.2e} | {row['patches_per_s']:.1f} patches/s "
-        f"| {row['seconds']:.0f} s"
-    )
 
 
 def _export(run: _Run, model: nn.Module, metrics: dict[str, float], best_epoch: int | None) -> None:
@@ -767,49 +740,3 @@ def _training_extras(
             k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()
         },
     }
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
-
-
-def _write_log(out_dir: Path, history: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(LOG_COLUMNS)
-    for row in history:
-        writer.writerow([_fmt(row.get(c, float("nan"))) for c in LOG_COLUMNS])
-    write_text_atomic(out_dir / "train_log.csv", buf.getvalue(), overwrite=True)
-    write_bytes_atomic(out_dir / "training_curve.png", _curve_png(history), overwrite=True)
-
-
-def _curve_png(history: list[dict[str, Any]]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(9, 3.5), dpi=100)
-    ax_loss, ax_val = fig.subplots(1, 2)
-    for k in sorted({int(r["member"]) for r in history}):
-        rows = [r for r in history if int(r["member"]) == k]
-        ep = [r["epoch"] for r in rows]
-        tag = f" (member {k + 1})" if k or len({r["member"] for r in history}) > 1 else ""
-        ax_loss.plot(ep, [r["loss"] for r in rows], marker=".", label=f"train loss{tag}")
-        ax_val.plot(ep, [r["val_dsb"] for r in rows], marker=".", label=f"val DSB score{tag}")
-        ax_val.plot(
-            ep, [r["val_dice"] for r in rows], marker=".", ls="--", label=f"val pixel Dice{tag}"
-        )
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="Training loss")
-    ax_val.set(xlabel="epoch", ylabel="score", ylim=(0, 1), title="Validation")
-    for ax in (ax_loss, ax_val):
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
