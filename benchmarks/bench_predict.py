@@ -133,12 +133,8 @@ def _run_bundled(args: argparse.Namespace) -> dict:
     tile = read_dsb_sample(sample_root(), BUNDLED_SAMPLE).image
     reps = (-(-args.size // tile.shape[0]), -(-args.size // tile.shape[1])) + (1,) * (tile.ndim - 2)
     image = np.ascontiguousarray(np.tile(tile, reps)[: args.size, : args.size])
-    return _timed_predict(segmenter, image, n_samples=None, diameter=_diameter(args.diameter))
-
-
-def _diameter(text: str) -> float | str | None:
-    """``--diameter`` as ``Segmenter.predict`` takes it: none, auto or pixels."""
-    return None if text == "none" else text if text == "auto" else float(text)
+    diameter = None if args.diameter == "none" else args.diameter  # predict parses auto / pixels
+    return _timed_predict(segmenter, image, n_samples=None, diameter=diameter)
 
 
 def _child(cmd: list[str]) -> dict:
