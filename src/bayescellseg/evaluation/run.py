@@ -313,7 +313,7 @@ def _truth_from_sources(pred_dir: Path) -> Path:
     for path in sorted(Path(pred_dir).glob("*_summary.json")):
         try:
             source = json.loads(path.read_text(encoding="utf-8")).get("source")
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError, AttributeError):
             continue
         if source:
             p = Path(source)  # <root>/<id>/images/<id>.png

@@ -151,7 +151,7 @@ def _nucleus_table(path: Path) -> dict[int, float]:
 def _summary(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise InputError(path, f"cannot read summary JSON ({err})") from None
     return data if isinstance(data, dict) else {}
 
@@ -159,7 +159,7 @@ def _summary(path: Path) -> dict:
 def _as_float(value: object) -> float:
     try:
         return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return math.nan
 
 
@@ -248,7 +248,7 @@ def run_review_threshold(pred_dir: Path) -> float:
     try:
         config = json.loads((Path(pred_dir) / "run_config.json").read_text(encoding="utf-8"))
         return _as_float(config["review"]["nucleus_uncertainty"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError):
         return math.nan
 
 

@@ -4,7 +4,10 @@ Supported for prediction: 2D images, 8- or 16-bit (float32 TIFF in [0, 1] too), 
 RGBA. Everything is returned as (H, W, 3) float32 scaled to [0, 1] by the dtype's range:
 grey is replicated to three channels and alpha is dropped. Z-stacks, time series and
 multichannel TIFFs (more than 4 channels, or several pages) are refused with an error that says
-what is supported. Images whose declared size exceeds :data:`MAX_PIXELS` are refused before
+what is supported, and so is a 4-channel TIFF whose header does not mark the 4th channel as
+alpha (which channels hold the image would be a guess). Any decoder failure (truncated or
+corrupt data, impossible header values) becomes an :class:`~bayescellseg.errors.InputError`
+naming the file. Images whose declared size exceeds :data:`MAX_PIXELS` are refused before
 they are decoded (decompression-bomb protection).
 """
 
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from bayescellseg.errors import InputError
 from bayescellseg.io.atomic import atomic_path
@@ -52,6 +55,14 @@ def _bomb_error(path: Path, err: Exception) -> InputError:
     )
 
 
+def _decode_error(path: Path, err: Exception, what: str = "image") -> InputError:
+    """The project's error for a decoder failure (any exception type a codec may raise)."""
+    detail = str(err) or type(err).__name__
+    return InputError(
+        path, f"cannot decode {what} (corrupt, truncated or unsupported file): {detail}"
+    )
+
+
 def _read_pil(path: Path, palette_as_indices: bool = False) -> np.ndarray:
     try:
         with warnings.catch_warnings():
@@ -73,8 +84,10 @@ def _read_pil(path: Path, palette_as_indices: bool = False) -> np.ndarray:
         raise
     except Image.DecompressionBombError as err:
         raise _bomb_error(path, err) from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise InputError(path, f"cannot decode image (corrupt or unsupported file): {err}") from err
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the reader boundary: codecs raise any type
+        raise _decode_error(path, err) from err
     if array.dtype.kind in "ui" and array.dtype.byteorder not in ("=", "|"):
         array = array.astype(array.dtype.newbyteorder("="))  # e.g. Pillow's big-endian "I;16B"
     if array.dtype == np.int32:  # Pillow's mode "I" (16-bit PNGs may come this way)
@@ -84,35 +97,69 @@ def _read_pil(path: Path, palette_as_indices: bool = False) -> np.ndarray:
     return array
 
 
+_ALPHA = (1, 2)  # TIFF ExtraSamples: associated, unassociated alpha
+
+
+def _check_four_channels(path: Path, page: tifffile.TiffPage) -> None:
+    """Refuse a 4-channel TIFF unless it is RGB plus a channel marked as alpha."""
+    extras = tuple(int(e) for e in (page.extrasamples or ()))
+    is_rgba = int(page.photometric) == 2 and extras[-1:] and extras[-1] in _ALPHA
+    if not is_rgba:
+        raise InputError(
+            path,
+            "TIFF has 4 channels and its header does not mark the 4th as alpha "
+            f"(photometric {int(page.photometric)}, ExtraSamples {list(extras)}), so which "
+            "channels hold the image is ambiguous; save it as RGB, RGBA (alpha marked) or a "
+            "single channel",
+        )
+
+
+def _tiff_plane(path: Path, tif: tifffile.TiffFile) -> tuple[tuple[int, ...], bool]:
+    """The 2D(+colour) shape of the first series and whether its colour is in planes."""
+    if not tif.pages:
+        raise InputError(
+            path, "cannot decode TIFF (corrupt, truncated or unsupported file): no image pages"
+        )
+    first = tif.pages[0]
+    _check_size(path, int(first.imagelength), int(first.imagewidth))  # before tifffile divides
+    series = tif.series[0]
+    shape = tuple(int(s) for s in series.shape)
+    plane, axes = shape, str(series.axes)
+    while len(plane) > 2 and plane[0] == 1:  # leading singleton axes (e.g. T=1, Z=1)
+        plane, axes = plane[1:], axes[1:]
+    if len(plane) == 3 and plane[-1] == 1:
+        plane, axes = plane[:2], axes[:2]
+    planar = len(plane) == 3 and axes[0] == "S" and plane[0] in (3, 4)  # RGB in planes
+    colour = len(plane) == 3 and axes[-1] == "S" and plane[-1] in (3, 4)
+    if len(plane) == 2 or colour:
+        _check_size(path, plane[0], plane[1])
+    elif planar:
+        _check_size(path, plane[1], plane[2])
+    else:
+        raise InputError(
+            path,
+            f"TIFF has shape {shape} (axes {series.axes!r}): z-stacks, time series and "
+            f"multichannel images are not supported; {_SUPPORTED}. "
+            "Save a single 2D plane (or an RGB image) instead.",
+        )
+    if (planar and plane[0] == 4) or (colour and plane[-1] == 4):
+        _check_four_channels(path, series.keyframe)
+    return plane, planar
+
+
 def _read_tiff(path: Path) -> np.ndarray:
     try:
         with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            shape = tuple(int(s) for s in series.shape)
-            plane, axes = shape, str(series.axes)
-            while len(plane) > 2 and plane[0] == 1:  # leading singleton axes (e.g. T=1, Z=1)
-                plane, axes = plane[1:], axes[1:]
-            if len(plane) == 3 and plane[-1] == 1:
-                plane, axes = plane[:2], axes[:2]
-            planar = len(plane) == 3 and axes[0] == "S" and plane[0] in (3, 4)  # RGB in planes
-            colour = len(plane) == 3 and axes[-1] == "S" and plane[-1] in (3, 4)
-            if len(plane) == 2 or colour:
-                _check_size(path, plane[0], plane[1])
-            elif planar:
-                _check_size(path, plane[1], plane[2])
-            else:
-                raise InputError(
-                    path,
-                    f"TIFF has shape {shape} (axes {series.axes!r}): z-stacks, time series and "
-                    f"multichannel images are not supported; {_SUPPORTED}. "
-                    "Save a single 2D plane (or an RGB image) instead.",
-                )
-            array = series.asarray()
+            plane, planar = _tiff_plane(path, tif)
+            array = tif.series[0].asarray()
+        array = array.reshape(plane)  # keeps a 1-pixel-high image 2D (np.squeeze would not)
     except InputError:
         raise
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as err:
-        raise InputError(path, f"cannot decode TIFF (corrupt or unsupported file): {err}") from err
-    array = array.reshape(plane)  # keeps a 1-pixel-high image 2D (np.squeeze would not)
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the reader boundary: tifffile raises any type
+        # (struct.error, zlib.error, ZeroDivisionError, ValueError from reshape, ...)
+        raise _decode_error(path, err, "TIFF") from err
     return np.moveaxis(array, 0, -1) if planar else array
 
 

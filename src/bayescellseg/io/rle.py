@@ -61,6 +61,15 @@ def rle_encode(mask: np.ndarray) -> str:
     return _format_pairs(starts[keep], lengths[keep])
 
 
+def is_ascii_digits(text: str) -> bool:
+    """True for a non-empty string of ASCII digits 0-9 only.
+
+    ``str.isdigit`` also accepts characters such as ``"²"`` or Arabic-Indic digits, which
+    ``int`` then rejects (or reads as other numbers); RLE and CSV sizes must be plain ASCII.
+    """
+    return bool(text) and text.isascii() and text.isdigit()
+
+
 def _check_shape(shape: tuple[int, int], where: str) -> tuple[int, int]:
     if len(shape) != 2 or min(int(shape[0]), int(shape[1])) <= 0:
         raise InputError(where, f"image shape {tuple(shape)} is not a positive (height, width)")
@@ -92,9 +101,16 @@ def rle_decode(rle: str, shape: tuple[int, int], where: str = "<rle>") -> np.nda
         raise InputError(
             where, f"RLE has an odd number of values ({len(tokens)}); expected start/length pairs"
         )
-    bad = [t for t in tokens if not t.isdigit()]
+    bad = [t for t in tokens if not is_ascii_digits(t)]
     if bad:
-        raise InputError(where, f"RLE value {bad[0]!r} is not a non-negative integer")
+        shown = bad[0] if len(bad[0]) <= 40 else bad[0][:40] + "..."
+        raise InputError(where, f"RLE value {shown!r} is not a non-negative integer")
+    huge = [t for t in tokens if len(t) > 18 or int(t) > n]  # int() caps long strings
+    if huge:
+        raise InputError(
+            where,
+            f"RLE value {huge[0][:40]} is beyond the image's {n} pixels ({height}x{width})",
+        )
     values = np.array([int(t) for t in tokens], dtype=np.int64).reshape(-1, 2)
     starts, lengths = values[:, 0] - 1, values[:, 1]
     if np.any(starts < 0):
@@ -184,8 +200,9 @@ def _int_field(row: dict[str, str], key: str, where: str) -> int | None:
     raw = (row.get(key) or "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or int(raw) == 0:
-        raise InputError(where, f"{key} {raw!r} is not a positive integer")
+    if not is_ascii_digits(raw) or len(raw) > 18 or int(raw) == 0:
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise InputError(where, f"{key} {shown!r} is not a positive integer of sensible size")
     return int(raw)
 
 
@@ -213,6 +230,16 @@ def read_rle_csv(
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(path, f"cannot read the CSV as UTF-8 text: {err}") from err
+    try:
+        return _parse_rle_csv(path, text, shapes)
+    except csv.Error as err:
+        raise InputError(path, f"not a readable CSV file: {err}") from err
+
+
+def _parse_rle_csv(
+    path: Path, text: str, shapes: Mapping[str, tuple[int, int]] | None
+) -> dict[str, np.ndarray]:
+    """The body of :func:`read_rle_csv` once the file is read as text."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
     columns = [c.strip() for c in (reader.fieldnames or [])]
     missing = [c for c in _REQUIRED if c not in columns]

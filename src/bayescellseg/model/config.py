@@ -25,6 +25,7 @@ Dropout placement (``mc_dropout`` and ``ensemble``):
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +136,8 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None
 def _check_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -170,6 +173,64 @@ def _validate(cfg: ModelConfig) -> None:
     _check_choice("normalization", cfg.normalization, NORMALIZATIONS)
     _check_int("in_channels", cfg.in_channels, 1, 64)
     _check_choice("norm", cfg.norm, NORMS)
+    _check_size(cfg)
+
+
+MAX_PARAMETERS = 250_000_000
+"""Largest network accepted (all ensemble members): 1 GB of float32 weights."""
+
+MAX_TILE_ACTIVATION_BYTES = 16 * 2**30
+"""Largest estimated activation memory of one member on a 512x512 tile."""
+
+
+def estimated_parameters(cfg: ModelConfig) -> int:
+    """Number of weights the network of ``cfg`` has (all members), computed without building it.
+
+    Exact for the U-Net of :mod:`bayescellseg.model.unet` up to the variational layers' extra
+    parameters, which are counted as twice their convolution (mean and rho).
+    """
+    ch = [cfg.base_channels * 2**i for i in range(cfg.depth + 1)]
+
+    def block(c_in: int, c_out: int, variational: bool) -> int:
+        conv = 9 * (c_in * c_out + c_out * c_out)
+        return conv * (2 if variational else 1) + 4 * c_out  # two norms: weight + bias
+
+    ins = [cfg.in_channels, *ch[:-1]]
+    total = sum(block(c_in, c_out, False) for c_in, c_out in zip(ins, ch, strict=True))
+    for j in range(cfg.depth):
+        level = cfg.depth - 1 - j
+        variational = cfg.method == "variational" and j >= cfg.depth - cfg.variational_last_k
+        total += block(ch[level + 1] + ch[level], ch[level], variational)
+    total += (ch[0] * 2 + 2) * (2 if cfg.method == "variational" else 1)
+    return total * cfg.n_members
+
+
+def estimated_tile_bytes(cfg: ModelConfig, tile: int = 512) -> int:
+    """Rough activation memory of one member's forward pass on a ``tile`` x ``tile`` input.
+
+    Counts about four float32 feature maps per level (block input, the two convolutions and
+    the skip kept for the decoder).
+    """
+    maps = sum(cfg.base_channels * 2**i * (tile // 2**i) ** 2 for i in range(cfg.depth + 1))
+    return 4 * 4 * maps
+
+
+def _check_size(cfg: ModelConfig) -> None:
+    """Refuse networks far beyond anything this package can run (before building them)."""
+    n_params = estimated_parameters(cfg)
+    if n_params > MAX_PARAMETERS:
+        raise ValueError(
+            f"the network would have about {n_params:,} parameters ({n_params * 4 / 1e9:.1f} GB "
+            f"of float32 weights; base_channels {cfg.base_channels}, depth {cfg.depth}, "
+            f"{cfg.n_members} member(s)), over the limit of {MAX_PARAMETERS:,}"
+        )
+    tile_bytes = estimated_tile_bytes(cfg)
+    if tile_bytes > MAX_TILE_ACTIVATION_BYTES:
+        raise ValueError(
+            f"one forward pass on a 512x512 tile would need about {tile_bytes / 2**30:.0f} GiB "
+            f"of activations (base_channels {cfg.base_channels}, depth {cfg.depth}), over the "
+            f"limit of {MAX_TILE_ACTIVATION_BYTES / 2**30:.0f} GiB"
+        )
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -126,6 +126,10 @@ def _read_config_doc(directory: Path) -> dict[str, Any]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(path, f"not valid JSON ({err})") from err
+    except RecursionError as err:
+        raise InputError(path, "JSON is nested too deeply to be a model config") from err
+    except OSError as err:
+        raise InputError(path, f"cannot read the file ({err.strerror or err})") from err
     if not isinstance(doc, dict):
         raise InputError(path, "must hold a JSON object")
     version = doc.get("format_version")
@@ -157,6 +161,42 @@ def read_model_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any
     return config, extras
 
 
+def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of the network of ``config``, without allocating it.
+
+    The network is built on PyTorch's ``meta`` device, which records shapes but holds no data.
+    """
+    with torch.device("meta"):
+        skeleton = build_model(config)
+    return {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+
+
+def _file_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the tensors in a safetensors file, read from its header only."""
+    try:
+        with safetensors.safe_open(str(path), framework="pt", device="cpu") as fh:
+            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    except (safetensors.SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise InputError(path, f"corrupt or not a safetensors file ({err})") from err
+
+
+def _check_weight_shapes(path: Path, config: ModelConfig) -> None:
+    """Compare the weights file's header with the config before any weight is read."""
+    expected, actual = expected_shapes(config), _file_shapes(path)
+    if expected == actual:
+        return
+    missing = sorted(set(expected) - set(actual))
+    unexpected = sorted(set(actual) - set(expected))
+    wrong = [f"{k} {actual[k]} (config: {expected[k]})" for k in sorted(expected)
+             if k in actual and actual[k] != expected[k]]  # fmt: skip
+    parts = [f"missing {missing[:3]}" if missing else "",
+             f"unexpected {unexpected[:3]}" if unexpected else "",
+             f"other shapes: {', '.join(wrong[:3])}" if wrong else ""]  # fmt: skip
+    raise InputError(
+        path, f"weights do not fit the config in {CONFIG_FILE}: " + "; ".join(p for p in parts if p)
+    )
+
+
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model folder written by :func:`save_model`.
 
@@ -176,6 +216,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
     path = directory / WEIGHTS_FILE
     if not path.is_file():
         raise InputError(path, "missing; the model folder has no weights")
+    _check_weight_shapes(path, config)
     try:
         tensors = safetensors.torch.load_file(str(path), device="cpu")
     except (safetensors.SafetensorError, OSError, ValueError, RuntimeError) as err:
