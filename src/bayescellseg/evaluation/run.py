@@ -177,12 +177,28 @@ def write_report(
     content = build_content(metrics, state.evaluator.records, figs, galleries, config)
     write_text_atomic(out_dir / "report.html", render_report(content), overwrite)
     overall = metrics["overall"]["segmentation"]
+    n_scored = len(state.evaluator.records)
     print(
-        f"evaluated {len(state.evaluator.records)} image(s): mean DSB score {overall['dsb']:.4f}; "
+        f"evaluated {n_scored} image(s): mean DSB score {overall['dsb']:.4f}; "
         f"report in {out_dir / 'report.html'}",
         flush=True,
     )
+    _print_failures(state.failures, n_scored)
     return metrics
+
+
+def _print_failures(failures: Sequence[Failure], n_scored: int) -> None:
+    """Name every image that could not be used (the means above leave them out)."""
+    if not failures:
+        return
+    print(
+        f"{len(failures)} image(s) could not be used; the scores above cover only the other "
+        f"{n_scored}:",
+        file=sys.stderr,
+        flush=True,
+    )
+    for failure in failures:
+        print(f"  failed: {failure.dataset}/{failure.id}: {failure.problem}", file=sys.stderr)
 
 
 def _config(command: str, **fields: Any) -> dict[str, Any]:
