@@ -15,6 +15,7 @@ from bayescellseg.model.store import load_model, update_extras
 from bayescellseg.train import trainer
 from bayescellseg.train.history import LOG_COLUMNS
 from bayescellseg.train.trainer import fit
+from bayescellseg.train.validation import validate
 from tests.train.helpers import synthetic_samples, tiny_config
 
 torch.set_num_threads(1)
@@ -214,12 +215,12 @@ def test_validate_scores_a_perfect_predictor(data) -> None:
             assert x.shape == (1, 3, *sample.labels.shape)
             return (torch.from_numpy(targets)[None] * 2 - 1) * 30.0
 
-    scores = trainer.validate([Oracle(), Oracle()], [sample], "auto")
+    scores = validate([Oracle(), Oracle()], [sample], "auto")
     assert scores["dice"] == pytest.approx(1.0)
     expected = dsb_score(sample.labels, instances_from_maps(targets[0], targets[1]))
     assert scores["dsb"] == pytest.approx(expected, abs=1e-6)
     assert scores["dsb"] > 0.8 and scores["n_images"] == 1
-    empty = trainer.validate([Oracle()], [], "auto")
+    empty = validate([Oracle()], [], "auto")
     assert np.isnan(empty["dsb"]) and empty["n_images"] == 0
 
 

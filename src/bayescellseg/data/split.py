@@ -154,3 +154,135 @@ def load_split(path: str | Path | None = None) -> dict[str, list[str]]:
     if overlap:
         raise InputError(path, f"{len(overlap)} IDs are in both train and val, e.g. {min(overlap)}")
     return result
+
+
+def make_group_split(
+    ids: Sequence[str], groups: dict[str, str], val_fraction: float, seed: int, salt: str = ""
+) -> dict[str, list[str]]:
+    """Split whole groups (patients, slides) so that no group has images on both sides.
+
+    Groups are shuffled by a generator seeded from ``(seed, crc32(salt))`` (the order of
+    ``ids`` does not matter) and taken into validation one by one whenever that brings the
+    validation count closer to ``round(len(ids) * val_fraction)``. At least one group stays
+    for training unless ``val_fraction`` is 1.
+
+    Returns:
+        ``{"train": [...], "val": [...]}``, sorted.
+    """
+    members: dict[str, list[str]] = {}
+    for sample_id in sorted(ids):
+        members.setdefault(groups[sample_id], []).append(sample_id)
+    names = sorted(members)
+    rng = np.random.default_rng([seed, zlib.crc32(salt.encode("utf-8"))])
+    order = [names[j] for j in rng.permutation(len(names))]
+    target = math.floor(len(ids) * val_fraction + 0.5)
+    val: list[str] = []
+    taken = 0
+    for name in order:
+        if val_fraction < 1.0 and taken == len(names) - 1:
+            break
+        size = len(members[name])
+        if abs(len(val) + size - target) < abs(len(val) - target):
+            val.extend(members[name])
+            taken += 1
+    return {"train": sorted(set(ids) - set(val)), "val": sorted(val)}
+
+
+def split_one_source(
+    name: str,
+    ids: Sequence[str],
+    strata: Sequence[str],
+    groups: dict[str, str] | None,
+    val_fraction: float,
+    seed: int,
+) -> dict[str, list[str]]:
+    """Train/validation split of one source: by group when grouped, else stratified.
+
+    A source of one image gets no validation image; otherwise at least one image trains.
+    """
+    if len(ids) < 2:
+        return {"train": sorted(ids), "val": []}
+    if groups is not None and len(set(groups[i] for i in ids)) < len(ids):
+        return make_group_split(ids, groups, val_fraction, seed, salt=name)
+    split = make_split(ids, [f"{name}:{k}" for k in strata], val_fraction, seed)
+    if not split["train"]:  # keep one image for training
+        first = split["val"][0]
+        split = {"train": [first], "val": split["val"][1:]}
+    return {"train": split["train"], "val": split["val"]}
+
+
+def bundled_split_for(ids: Sequence[str]) -> dict[str, list[str]] | None:
+    """The bundled DSB2018 split restricted to ``ids``, when ``ids`` are DSB2018 stage1_train.
+
+    That is: every id is in the bundled split and they cover at least 90 % of it (the corrected
+    labels drop 6 of its 670 images). None otherwise.
+    """
+    bundled = load_split(DEFAULT_SPLIT)
+    known = set(bundled["train"]) | set(bundled["val"])
+    present = set(ids)
+    if not present or not present <= known or len(present) < 0.9 * len(known):
+        return None
+    return {part: [i for i in bundled[part] if i in present] for part in ("train", "val")}
+
+
+SPLIT_FILE = "split.json"  # the split of a training run, written into its model folder
+SPLIT_FORMAT = 2
+
+
+def read_source_split(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The per-source split of a split file, either format.
+
+    A file written by training (``format`` 2) holds ``"sources": {name: {"path", "role",
+    "train", "val", ...}}``; a plain ``{"train", "val"}`` file (format 1, e.g. the bundled
+    DSB2018 split) becomes one source named ``""`` without a path.
+
+    Raises:
+        InputError: unreadable file, or lists that are not disjoint lists of IDs.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, "split file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise InputError(path, f"cannot read split file as JSON ({err})") from None
+    if not isinstance(data, dict) or "sources" not in data:
+        return {"": {"path": None, "role": "split", **load_split(path)}}
+    parts = data["sources"]
+    if not isinstance(parts, dict):
+        raise InputError(path, "'sources' must map source names to their split")
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in parts.items():
+        lists = {p: entry.get(p) if isinstance(entry, dict) else None for p in ("train", "val")}
+        if not all(
+            isinstance(v, list) and all(isinstance(i, str) for i in v) for v in lists.values()
+        ):
+            raise InputError(path, f"source {name!r} needs 'train' and 'val' lists of image IDs")
+        if set(lists["train"]) & set(lists["val"]):
+            raise InputError(path, f"source {name!r} has IDs in both train and val")
+        out[str(name)] = {**entry, "train": list(lists["train"]), "val": list(lists["val"])}
+    return out
+
+
+def split_ids_for(split_path: str | Path, data_root: str | Path, part: str) -> list[str]:
+    """IDs of ``part`` (``"train"`` / ``"val"``) for the dataset folder ``data_root``.
+
+    A training run's split names the folder of every source; the source whose folder is
+    ``data_root`` is used (a format-1 file applies to any folder).
+
+    Raises:
+        InputError: unknown part, or the split does not cover this folder.
+    """
+    if part not in ("train", "val"):
+        raise InputError(split_path, f"unknown split part {part!r}; use 'train' or 'val'")
+    parts = read_source_split(split_path)
+    if "" in parts:
+        return list(parts[""][part])
+    root = Path(data_root).resolve()
+    for entry in parts.values():
+        if entry.get("path") and Path(entry["path"]).resolve() == root:
+            return list(entry[part])
+    known = ", ".join(f"{n} ({e.get('path')})" for n, e in parts.items())
+    raise InputError(
+        data_root, f"this folder is not a source of the split {Path(split_path).name}: {known}"
+    )

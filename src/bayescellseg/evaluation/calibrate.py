@@ -38,7 +38,6 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -434,27 +433,24 @@ def _flag_stats(u: np.ndarray, err: np.ndarray, threshold: float) -> dict[str, f
 # ----------------------------------------------------------------------------- data selection
 
 
-def _load_cached(root: Path, sample_id: str):
-    from bayescellseg.data.dataset import load_samples
-
-    return load_samples(root, [sample_id], workers=1)[0]
-
-
 def select_images(
     data_root: Path,
     split: str | None,
     split_file: Path | None,
     limit: int | None,
     training: dict[str, Any],
+    model_dir: Path | None = None,
 ) -> list[SampleRef]:
     """The labelled images to calibrate (or evaluate a calibration) on, sorted by ID.
 
     Args:
         data_root: DSB2018 layout (with ``split``) or any supported dataset (``split=None``).
         split: ``"val"`` or ``"train"`` of the split file; None = every image of ``data_root``.
-        split_file: Split JSON (None: the bundled DSB2018 split).
+        split_file: Split JSON (None: the model folder's ``split.json``, else the bundled
+            DSB2018 split).
         limit: Keep only the first N images.
         training: The model's ``training`` extras; a recorded split hash must match the file.
+        model_dir: The model folder (for its ``split.json``).
 
     Returns:
         Lazy references to the images.
@@ -463,36 +459,15 @@ def select_images(
         InputError: Unknown split, wrong layout, another split than the model's, missing IDs or
             no images.
     """
-    from bayescellseg.data.split import DEFAULT_SPLIT, load_split
-    from bayescellseg.io.datasets import detect_layout, list_samples
-    from bayescellseg.io.dsb import list_dsb_ids
+    from bayescellseg.data.sources import split_refs
+    from bayescellseg.io.datasets import list_samples
 
     if split is None:
         refs = sorted(list_samples(data_root), key=lambda r: r.id)
     else:
         if split not in ("train", "val"):
             raise InputError("--split", f"must be 'val', 'train' or 'all', got {split!r}")
-        if detect_layout(data_root) != "dsb":
-            raise InputError(
-                data_root, "a stored split names DSB2018 images; use --split all for this folder"
-            )
-        path = Path(split_file) if split_file is not None else DEFAULT_SPLIT
-        trained_on = training.get("split_sha256")
-        if trained_on and trained_on != hashlib.sha256(path.read_bytes()).hexdigest():
-            raise InputError(
-                path,
-                f"the model was trained with another split ({training.get('split_file')}); its "
-                "validation images could be training images here. Pass that split file.",
-            )
-        ids = load_split(path)[split]
-        present = set(list_dsb_ids(data_root))
-        missing = [i for i in ids if i not in present]
-        if missing:
-            raise InputError(
-                data_root, f"{len(missing)} image IDs of the {split} split are missing, e.g. "
-                f"{missing[0]}; is this DSB2018 stage1_train?"
-            )  # fmt: skip
-        refs = [SampleRef(i, partial(_load_cached, data_root, i)) for i in sorted(ids)]
+        refs = split_refs(model_dir, data_root, split, split_file, training)
     if limit is not None:
         refs = refs[: max(int(limit), 0)]
     if not refs:
@@ -614,7 +589,7 @@ def calibrate_model(
     model_dir, data_root = Path(model_dir), Path(data_root)
     segmenter = Segmenter.load(model_dir, device=device)
     refs = select_images(
-        data_root, split, split_file, limit, segmenter.extras.get("training") or {}
+        data_root, split, split_file, limit, segmenter.extras.get("training") or {}, model_dir
     )
     options = SamplingOptions(n_samples=n_samples, seed=seed, keep_logits=True)
     with tempfile.TemporaryDirectory(prefix="bayescellseg-calibrate-") as tmp:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bayescellseg import __version__
+from bayescellseg.data.sources import split_refs
 from bayescellseg.errors import InputError
 from bayescellseg.evaluation import sources
 from bayescellseg.evaluation.gallery import TopK, render_panels
@@ -255,6 +256,15 @@ def evaluate_predictions(
     return write_report(Path(out_dir), state, config, extra, overwrite)
 
 
+def _refs(segmenter: Any, path: Path, split: str | None, limit: int | None) -> list:
+    """The dataset's images to score: all of them, or the model's split part."""
+    if split is None:
+        return sources.select_samples(path, None, limit)
+    training = segmenter.extras.get("training") or {}
+    refs = split_refs(segmenter.source, path, split, None, training)
+    return refs[: max(int(limit), 0)] if limit is not None else refs
+
+
 def evaluate_model(
     model_dir: str | Path | None,
     data: Sequence[str | Path],
@@ -273,8 +283,9 @@ def evaluate_model(
         model_dir: Model folder (None = the bundled model).
         data: Dataset folders (DSB2018 layout or label-image folders); each is one dataset.
         out_dir: Report folder to create.
-        split: ``"val"`` or ``"train"``: keep only the IDs of that part of the stored DSB2018
-            split (:func:`bayescellseg.data.split.load_split`).
+        split: ``"val"`` or ``"train"``: keep only that part of the model's split (its
+            ``split.json``, else the bundled DSB2018 split), with the labels the split used
+            (:func:`bayescellseg.data.sources.split_refs`).
         n_samples: Stochastic samples T (None = the model's default).
         tta: Cross the samples with the 8 flips / rotations.
         overwrite: Replace existing report files.
@@ -292,20 +303,12 @@ def evaluate_model(
     check_outputs(Path(out_dir), overwrite)
     if limit is not None and limit < 1:
         raise InputError("--limit", f"must be at least 1, got {limit}")
-    split_ids = None
-    if split is not None:
-        from bayescellseg.data.split import load_split
-
-        parts = load_split()
-        if split not in parts:
-            raise InputError("--split", f"unknown split {split!r}; use one of {sorted(parts)}")
-        split_ids = set(parts[split])
+    if split is not None and split not in ("train", "val"):
+        raise InputError("--split", f"unknown split {split!r}; use 'val' or 'train'")
+    segmenter = Segmenter.load(model_dir, device=device)
     paths = [Path(p) for p in data]
     names = sources.dataset_names(paths)
-    datasets = [
-        (n, sources.select_samples(p, split_ids, limit)) for n, p in zip(names, paths, strict=True)
-    ]
-    segmenter = Segmenter.load(model_dir, device=device)
+    datasets = [(n, _refs(segmenter, p, split, limit)) for n, p in zip(names, paths, strict=True)]
     diameter = segmenter.resolve_diameter(options.diameter)
     total = sum(len(refs) for _, refs in datasets)
     print(f"bayescellseg evaluate: {total} image(s) in {len(datasets)} dataset(s), "

@@ -16,8 +16,21 @@ SCHEDULERS = ("cosine", "onecycle")
 # Fields that may change between a run and its ``--resume`` without breaking it: they do not
 # change what is computed (device / amp do change floating point rounding, see docs).
 RESUMABLE_FIELDS = frozenset(
-    {"epochs", "device", "amp", "workers", "cache_dir", "val_limit", "progress", "num_threads"}
-)
+    {
+        "epochs", "device", "amp", "channels_last", "workers", "cache_dir", "val_limit",
+        "progress", "num_threads",
+    }
+)  # fmt: skip
+
+# Defaults of a fine-tuning run (``init_from`` set) on a few images, where the user or the
+# config file does not choose: a tenth of the from-scratch learning rate, short epochs, and
+# enough of them that 4-20 images are each seen many times (4,000 crops in all).
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    "lr": 2e-4,
+    "epochs": 10,
+    "steps_per_epoch": 50,
+    "warmup_fraction": 0.1,
+}
 
 
 @dataclass
@@ -42,14 +55,24 @@ class TrainConfig:
         seed: Seed of everything random (weights, crops, augmentation, dropout). Ensemble member
             ``k`` uses ``seed + 1000 * k``.
         device: ``cpu``, ``cuda`` or ``cuda:N``.
-        amp: Mixed precision; ``None`` = on for CUDA, off for CPU.
-        channels_last: Use the channels-last memory format (see ``benchmarks/bench_train.py``).
+        amp: Mixed precision (bf16 autocast, fp32 weights and loss; fp16 with loss scaling on
+            GPUs without bf16); ``None`` = on for CUDA and for CPUs with native bf16
+            (AVX-512 BF16 or AMX), off elsewhere.
+        channels_last: Use the channels-last memory format; ``None`` = on (3.8x with bf16 on
+            this project's CPU, see ``benchmarks/bench_train.py``).
         num_threads: ``torch.set_num_threads`` for CPU training; ``None`` leaves torch's default.
         workers: Data-loader worker processes.
         cache_dir: Where decoded training images are cached (``None`` = no cache).
         augment: Random flips / rotations / intensity changes of the training patches.
-        split: Split JSON file (``None`` = the bundled DSB2018 stage1 split).
-        val_limit: Validate on at most this many of the split's val images per epoch
+        sources: Training sources (``data.sources.SourceSpec`` dicts: name, path, role,
+            labels, groups, group_column, weight); ``--data`` / ``--val-data`` fill it.
+        split: Split JSON file (either a plain ``{"train", "val"}`` file or a model folder's
+            ``split.json``); ``None`` = made per source (the bundled split for DSB2018).
+        val_fraction: Share of a source's images (or groups) kept for validation when the
+            split is made here.
+        skip_bad: Leave out samples that cannot be read (listed in the log) instead of
+            stopping before training.
+        val_limit: Validate on at most this many val images per source and epoch
             (``None`` = all of them).
         contour_weight: Weight of the contour channel in the segmentation loss.
         kl_weight: Final KL factor ``beta`` of the variational ELBO (1 = the true ELBO).
@@ -79,12 +102,15 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     amp: bool | None = None
-    channels_last: bool = False
+    channels_last: bool | None = None
     num_threads: int | None = None
     workers: int = 0
     cache_dir: str | None = None
     augment: bool = True
+    sources: list[dict[str, Any]] = field(default_factory=list)
     split: str | None = None
+    val_fraction: float = 0.2
+    skip_bad: bool = False
     val_limit: int | None = None
     contour_weight: float = 1.0
     kl_weight: float = 1.0
@@ -115,6 +141,8 @@ class TrainConfig:
             problems.append("n_train must be >= 1")
         if self.brightfield_share is not None and not 0 < self.brightfield_share < 1:
             problems.append("brightfield_share must be in (0, 1)")
+        if not 0.0 <= self.val_fraction < 1.0:
+            problems.append("val_fraction must be in [0, 1)")
         if self.kl_anneal_epochs < 0:
             problems.append("kl_anneal_epochs must be >= 0")
         if problems:
@@ -213,7 +241,8 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> Tra
             text = path.read_text(encoding="utf-8")
         except OSError as err:
             raise InputError(path, f"cannot read the training config ({err.strerror})") from None
-        data = TrainConfig.from_json(text, path).to_dict()
+        full = TrainConfig.from_json(text, path).to_dict()  # validates the file
+        data = {k: full[k] for k in json.loads(text)}  # only what the file sets
     source = path if path is not None else "training config"
     model = dict(data.get("model", {}))
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
@@ -234,6 +263,8 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> Tra
         # are overridden on the command line as well.
         model = {k: v for k, v in model.items() if k in overrides}
     if data.get("init_from") is not None:
+        for key, value in FINETUNE_DEFAULTS.items():
+            data.setdefault(key, value)
         if data.get("preset") is not None:
             raise InputError(
                 source, "init_from takes the model settings from its folder; drop the preset"

@@ -24,20 +24,42 @@ LOG_COLUMNS = (
     "kl_weight",
     "val_dice",
     "val_dsb",
+    "val_ap50",
     "lr",
     "seconds",
     "patches_per_s",
 )
 
 
+def source_columns(history: list[dict[str, Any]]) -> list[str]:
+    """The per-source validation columns (``val_<score>/<source>``) in first-seen order."""
+    seen: dict[str, None] = {}
+    for row in history:
+        seen.update({k: None for k in row if k.startswith("val_") and "/" in k})
+    return list(seen)
+
+
+def _per_source_text(row: dict[str, Any]) -> str:
+    names = list(dict.fromkeys(k.split("/", 1)[1] for k in row if k.startswith("val_dsb/")))
+    if len(names) < 2:
+        return ""
+    parts = [
+        f"{n} dsb {row[f'val_dsb/{n}']:.3f} ap50 {row[f'val_ap50/{n}']:.3f} "
+        f"dice {row[f'val_dice/{n}']:.3f}"
+        for n in names
+    ]
+    return " | " + "; ".join(parts)
+
+
 def report_epoch(row: dict[str, Any], n_members: int) -> None:
-    """Print one epoch's row above any progress bar."""
+    """Print one epoch's row (with each source's validation scores) above any progress bar."""
     from tqdm.auto import tqdm
 
     who = f"member {row['member'] + 1} " if n_members > 1 else ""
     tqdm.write(
         f"{who}epoch {row['epoch']}: loss {row['loss']:.4f} | val dice {row['val_dice']:.3f} "
-        f"dsb {row['val_dsb']:.3f} | lr {row['lr']:.2e} | {row['patches_per_s']:.1f} patches/s "
+        f"dsb {row['val_dsb']:.3f} ap50 {row.get('val_ap50', float('nan')):.3f}"
+        f"{_per_source_text(row)} | lr {row['lr']:.2e} | {row['patches_per_s']:.1f} patches/s "
         f"| {row['seconds']:.0f} s"
     )
 
@@ -52,9 +74,10 @@ def write_log(out_dir: Path, history: list[dict[str, Any]]) -> None:
     """Rewrite ``train_log.csv`` (NaN as an empty cell) and ``training_curve.png``, atomically."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(LOG_COLUMNS)
+    columns = [*LOG_COLUMNS, *source_columns(history)]
+    writer.writerow(columns)
     for row in history:
-        writer.writerow([_fmt(row.get(c, float("nan"))) for c in LOG_COLUMNS])
+        writer.writerow([_fmt(row.get(c, float("nan"))) for c in columns])
     write_text_atomic(out_dir / "train_log.csv", buf.getvalue(), overwrite=True)
     write_bytes_atomic(out_dir / "training_curve.png", curve_png(history), overwrite=True)
 

@@ -4,8 +4,9 @@ Layout of the output folder (a model folder that :func:`bayescellseg.model.store
 reads, plus training records)::
 
     out/
-      config.json, weights.safetensors   best model so far (by validation DSB2018 score)
+      config.json, weights.safetensors   best model so far (by the macro validation DSB score)
       training_config.json               the TrainConfig, written at the start
+      split.json                         every source's folder, train / val IDs and crop share
       train_log.csv, training_curve.png  one row / point per epoch (:mod:`bayescellseg.train.history`)
       checkpoints/last.pt                full training state after the last finished epoch
       checkpoints/member_<k>_best.pt     best weights of ensemble member k (ensembles only)
@@ -26,28 +27,40 @@ crops (``batch_size`` per process and step), DDP averages the gradients, and onl
 validates and writes files (see :mod:`bayescellseg.train.distributed`).
 
 Devices: CPU by default; ``device="cuda"`` trains with autocast (bf16 where supported, else fp16
-with a ``GradScaler``).
+with a ``GradScaler``). On CPUs with native bf16 (AVX-512 BF16 or AMX) the CPU trains with bf16
+autocast too (fp32 master weights and loss), in the channels-last memory format.
+
+Data: :mod:`bayescellseg.train.prepare` reads the sources, makes the split and the sampling
+weights; validation is per source (:mod:`bayescellseg.train.validation`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
 import subprocess
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from bayescellseg.data.dataset import CropDataset
+from bayescellseg.data.sizes import median_diameter
+from bayescellseg.data.sources import SourceSpec, parse_source
 from bayescellseg.errors import InputError
 from bayescellseg.io.atomic import write_text_atomic
 from bayescellseg.io.dsb import Sample
+from bayescellseg.model.build import build_model
+from bayescellseg.model.config import ModelConfig
+from bayescellseg.model.layers import kl_divergence
+from bayescellseg.model.precision import cpu_has_bf16
+from bayescellseg.model.store import WEIGHTS_FILE, load_model, save_model, update_extras
 from bayescellseg.train import distributed as D
 from bayescellseg.train.checkpoint import (
     capture_rng_state,
@@ -57,6 +70,9 @@ from bayescellseg.train.checkpoint import (
 )
 from bayescellseg.train.config import RESUMABLE_FIELDS, TrainConfig, init_folder
 from bayescellseg.train.history import report_epoch, write_log
+from bayescellseg.train.loss import elbo_loss, segmentation_loss
+from bayescellseg.train.prepare import prepare_data
+from bayescellseg.train.validation import validate_sources
 
 CHECKPOINT_FORMAT = 1
 # Files of ours that --overwrite may replace; nothing else in the folder is touched.
@@ -78,6 +94,7 @@ class _Runtime:
     amp: bool
     amp_dtype: torch.dtype
     scaler: bool  # fp16 needs loss scaling; bf16 does not
+    channels_last: bool
 
 
 @dataclass
@@ -89,15 +106,14 @@ class _Run:
     out_dir: Path
     rt: _Runtime
     train_samples: Sequence[Sample]
-    val_samples: Sequence[Sample]
+    val_samples: Mapping[str, Sequence[Sample]]
     provenance: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    weights: Sequence[float] | None = None
 
     def nucleus_extras(self) -> dict[str, float]:
         """``{"nucleus_diameter": median over the training nuclei}`` (px), for ``--diameter``;
         empty without training nuclei."""
-        from bayescellseg.data.sizes import median_diameter
-
         diameter = median_diameter(s.labels for s in self.train_samples)
         return {} if math.isnan(diameter) else {"nucleus_diameter": round(diameter, 3)}
 
@@ -106,16 +122,18 @@ class _Run:
 
 
 def train(
-    data_root: str | Path,
+    data: Sequence[str | Path | SourceSpec] | str | Path | None,
     out_dir: str | Path,
     config: TrainConfig,
     resume: bool = False,
     overwrite: bool = False,
 ) -> Path:
-    """Train a model on a DSB2018-layout folder with the stored train/val split.
+    """Train a model on one or more annotated dataset folders (sources).
 
     Args:
-        data_root: DSB2018 ``stage1_train`` layout (``<id>/images/<id>.png`` + ``<id>/masks``).
+        data: Dataset folders (any layout of :mod:`bayescellseg.io.datasets`, ``NAME=DIR``
+            names a source) or :class:`SourceSpec` s; they replace ``config.sources``. None =
+            ``config.sources`` (e.g. on resume).
         out_dir: Model folder to create (see the module docstring for its contents).
         config: Training settings (see :class:`TrainConfig`).
         resume: Continue from ``out_dir/checkpoints/last.pt``.
@@ -125,69 +143,51 @@ def train(
         ``out_dir``, a model folder loadable with ``load_model``.
 
     Raises:
-        InputError: Bad data root, split, config, or an existing ``out_dir`` without
+        InputError: Bad data, split, config, or an existing ``out_dir`` without
             ``resume`` / ``overwrite``.
     """
-    from bayescellseg.data.dataset import load_samples
-    from bayescellseg.data.split import DEFAULT_SPLIT, load_split
-
-    data_root, out_dir = Path(data_root), Path(out_dir)
-    if not data_root.is_dir():
-        raise InputError(data_root, "training data folder not found")
+    out_dir = Path(out_dir)
+    if data is not None:
+        items = [data] if isinstance(data, (str, Path, SourceSpec)) else list(data)
+        specs = [d if isinstance(d, SourceSpec) else parse_source(d) for d in items]
+        resolved = [replace(s, path=str(Path(s.path).resolve())) for s in specs]
+        config = replace(config, sources=[s.to_dict() for s in resolved])
     if resume:
         config = _resumed_config(out_dir, config)
     else:
         _check_out_dir(out_dir, overwrite)
-    split_path = Path(config.split) if config.split is not None else DEFAULT_SPLIT
-    split = load_split(split_path)
-    missing = [i for i in split["train"] + split["val"] if not (data_root / i).is_dir()]
-    if missing:
-        raise InputError(
-            data_root,
-            f"{len(missing)} image IDs of the split {split_path.name} are "
-            f"missing here (e.g. {missing[0]}); is this DSB2018 stage1_train?",
-        )
-    val_ids = split["val"] if config.val_limit is None else split["val"][: config.val_limit]
-    cache = config.cache_dir
-    n_proc = max(1, min(8, os.cpu_count() or 1))
-    train_samples = load_samples(data_root, split["train"], cache_dir=cache, workers=n_proc)
-    val_samples = load_samples(data_root, val_ids, cache_dir=cache, workers=n_proc)
-    provenance = {
-        "data_root": str(data_root.resolve()),
-        "split_file": split_path.name,
-        "split_sha256": hashlib.sha256(split_path.read_bytes()).hexdigest(),
-        "n_train_images": len(train_samples),
-        "val_ids": list(val_ids),
-    }
-    return fit(train_samples, val_samples, config, out_dir, resume, overwrite, provenance)
+        _clear_own_files(out_dir)
+    prepared = prepare_data(config, out_dir, resume)
+    return fit(prepared.train, prepared.val, config, out_dir, resume, True, prepared.provenance,
+               prepared.weights)  # fmt: skip
 
 
 def fit(
     train_samples: Sequence[Sample],
-    val_samples: Sequence[Sample],
+    val_samples: Sequence[Sample] | Mapping[str, Sequence[Sample]],
     config: TrainConfig,
     out_dir: str | Path,
     resume: bool = False,
     overwrite: bool = False,
     provenance: dict[str, Any] | None = None,
+    weights: Sequence[float] | None = None,
 ) -> Path:
     """Train on in-memory samples (what :func:`train` calls; tests call it with synthetic data).
 
     Args:
         train_samples: Training images with instance labels.
-        val_samples: Validation images (whole images, validated with sampling off); may be
-            empty, then the last epoch counts as the best.
+        val_samples: Validation images (whole images, validated with sampling off), as one
+            list or by source name; may be empty, then the last epoch counts as the best.
         config: Training settings.
         out_dir: Model folder.
         resume: Continue from ``out_dir/checkpoints/last.pt``.
         overwrite: Start afresh in an existing ``out_dir``.
         provenance: Extra facts stored under ``extras["training"]`` (data root, split hash...).
+        weights: Sampling probability of each training sample (None = round robin).
 
     Returns:
         ``out_dir``.
     """
-    from bayescellseg.model.config import ModelConfig
-
     out_dir = Path(out_dir)
     if not train_samples:
         raise InputError(out_dir, "no training images")
@@ -214,7 +214,8 @@ def fit(
             recorded = state.get("init_from") if state else None
             provenance["init_from"] = recorded or _init_provenance(config.init_from)
         history = list(state["history"]) if state else []
-        run = _Run(config, model_cfg, out_dir, rt, train_samples, val_samples, provenance, history)
+        val = dict(val_samples) if isinstance(val_samples, Mapping) else {"val": val_samples}
+        run = _Run(config, model_cfg, out_dir, rt, train_samples, val, provenance, history, weights)
         _fit_all(run, state)
     except BaseException:
         D.shutdown(rt.ctx, wait=False)
@@ -244,12 +245,15 @@ def _runtime(config: TrainConfig) -> _Runtime:
         device = torch.device("cuda", ctx.local_rank)
     else:
         device = torch.device(name)
-    amp = device.type == "cuda" if config.amp is None else bool(config.amp)
-    if amp and device.type != "cuda":
-        amp = False  # CPU autocast is slower than float32 for these convolutions
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    cpu = device.type == "cpu"
+    if config.amp is None:  # CPU autocast without native bf16 is slower than float32
+        amp = cpu_has_bf16() if cpu else True
+    else:
+        amp = bool(config.amp)
+    bf16 = cpu or torch.cuda.is_bf16_supported()
     dtype = torch.bfloat16 if bf16 else torch.float16
-    return _Runtime(ctx, device, amp, dtype, amp and not bf16)
+    channels_last = True if config.channels_last is None else bool(config.channels_last)
+    return _Runtime(ctx, device, amp, dtype, amp and not bf16, channels_last)
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -297,8 +301,6 @@ def _resumed_config(out_dir: Path, config: TrainConfig) -> TrainConfig:
 
 def _init_provenance(init_from: str) -> dict[str, Any]:
     """Where the starting weights came from: the folder and its weights' SHA-256."""
-    from bayescellseg.model.store import WEIGHTS_FILE
-
     folder = init_folder(init_from)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
@@ -309,8 +311,6 @@ def _init_provenance(init_from: str) -> dict[str, Any]:
 
 def _load_init_weights(model: nn.Module, model_cfg: Any, init_from: str) -> None:
     """Copy the weights of the ``init_from`` model folder into ``model`` (same architecture)."""
-    from bayescellseg.model.store import load_model
-
     folder = init_folder(init_from)
     loaded = load_model(folder)
     if loaded.config.to_dict() != model_cfg.to_dict():
@@ -383,76 +383,21 @@ def _kl_weight(config: TrainConfig, global_step: int) -> float:
     return config.kl_weight * min(1.0, (global_step + 1) / ramp)
 
 
-# ----------------------------------------------------------------------------- validation
+def _validate(nets: Sequence[nn.Module], run: _Run) -> dict[str, Any]:
+    rt = run.rt
+    dtype = rt.amp_dtype if rt.amp else None
+    return validate_sources(nets, run.val_samples, run.model_cfg.normalization, rt.device, dtype)
 
 
-@torch.no_grad()
-def predict_maps(
-    nets: Sequence[nn.Module], image: np.ndarray, normalization: str, rt: _Runtime | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Foreground and contour probabilities of a whole image, sampling off.
-
-    Ensembles average the members' probabilities. The U-Net pads the image internally.
-
-    Args:
-        nets: One network, or the members of an ensemble.
-        image: (H, W, 3) float32 image as read from disk (normalised here).
-        normalization: Mode for ``data.normalize.normalize``.
-        rt: Device / precision (default: CPU, float32).
-
-    Returns:
-        ``(foreground, contour)``, two (H, W) float32 arrays in [0, 1].
-    """
-    from bayescellseg.data.normalize import normalize
-    from bayescellseg.model.layers import sampling
-
-    device = rt.device if rt is not None else torch.device("cpu")
-    x = torch.from_numpy(np.ascontiguousarray(normalize(image, mode=normalization)))
-    x = x.permute(2, 0, 1)[None].to(device)
-    probs = torch.zeros((2, *image.shape[:2]), dtype=torch.float32, device=device)
-    for net in nets:
-        was_training = net.training
-        net.eval()
-        with (
-            sampling(net, False),
-            torch.autocast(
-                device.type,
-                dtype=rt.amp_dtype if rt else torch.bfloat16,
-                enabled=bool(rt and rt.amp),
-            ),
-        ):
-            probs += torch.sigmoid(net(x)[0].float())
-        net.train(was_training)
-    probs = (probs / len(nets)).cpu().numpy()
-    return probs[0], probs[1]
-
-
-def validate(
-    nets: Sequence[nn.Module],
-    samples: Sequence[Sample],
-    normalization: str,
-    rt: _Runtime | None = None,
-) -> dict[str, float]:
-    """Pixel Dice (foreground > 0.5) and DSB2018 score (default watershed) over whole images.
-
-    Returns:
-        ``{"dice", "dsb", "n_images"}``; scores are means over images (NaN without images).
-    """
-    from bayescellseg.metrics.matching import dsb_score
-    from bayescellseg.metrics.segmentation import pixel_dice
-    from bayescellseg.postprocess.watershed import instances_from_maps
-
-    dice, dsb = [], []
-    for sample in samples:
-        fg, contour = predict_maps(nets, sample.image, normalization, rt)
-        dice.append(pixel_dice(sample.labels > 0, fg > 0.5))
-        dsb.append(dsb_score(sample.labels, instances_from_maps(fg, contour)))
-    nan = float("nan")
-    return {
-        "dice": float(np.mean(dice)) if dice else nan,
-        "dsb": float(np.mean(dsb)) if dsb else nan,
-        "n_images": len(samples),
-    }
+def _val_columns(metrics: dict[str, Any]) -> dict[str, float]:
+    """Log columns of a validation: macro means, then ``val_<score>/<source>`` (2+ sources)."""
+    row = {f"val_{k}": metrics[k] for k in ("dice", "dsb", "ap50")}
+    if len(metrics["per_source"]) < 2:  # one source: the same figures as the means
+        return row
+    for name, scores in metrics["per_source"].items():
+        for k in ("dsb", "ap50", "dice"):
+            row[f"val_{k}/{name}"] = scores[k]
+    return row
 
 
 # ----------------------------------------------------------------------------- training
@@ -500,31 +445,18 @@ def _train_epoch(
     loader: Any,
     optim: tuple[torch.optim.Optimizer, Any, Any],
     first_step: int,
-    desc: str,
+    bar: tqdm,
 ) -> dict[str, float]:
-    from tqdm.auto import tqdm
-
-    from bayescellseg.model.layers import kl_divergence
-    from bayescellseg.train.loss import elbo_loss, segmentation_loss
-
     config, rt = run.config, run.rt
     opt, sched, scaler = optim
     n_train = config.n_train or len(run.train_samples)
     net = D.unwrap_model(ddp_net)
     variational = getattr(getattr(net, "config", None), "method", None) == "variational"
-    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
+    memory_format = torch.channels_last if rt.channels_last else torch.preserve_format
     ddp_net.train()
     sums = torch.zeros(len(_LOSS_PARTS), dtype=torch.float64, device=rt.device)
     zero = torch.zeros((), device=rt.device)
     t0 = time.perf_counter()
-    bar = tqdm(
-        total=config.steps_per_epoch,
-        desc=desc,
-        unit="step",
-        leave=False,
-        disable=not (config.progress and rt.ctx.is_main),
-        dynamic_ncols=True,
-    )
     patches = config.batch_size * rt.ctx.world_size
     beta = 0.0
     n_steps = 0
@@ -568,7 +500,6 @@ def _train_epoch(
                 )
             speed = patches * n_steps / (time.perf_counter() - t0)
             bar.set_postfix(loss=f"{mean_loss:.4f}", patches_s=f"{speed:.1f}")
-    bar.close()
     seconds = time.perf_counter() - t0
     means = D.all_reduce_mean(sums / max(n_steps, 1), rt.ctx).tolist()
     stats = dict(zip(("loss", *_LOSS_PARTS[1:]), means, strict=True))
@@ -576,8 +507,6 @@ def _train_epoch(
 
 
 def _fit_all(run: _Run, state: dict[str, Any] | None) -> None:
-    from bayescellseg.model.build import build_model
-
     model = build_model(run.model_cfg, seed=run.config.seed)
     if state is None and run.config.init_from is not None:
         _load_init_weights(model, run.model_cfg, run.config.init_from)
@@ -596,14 +525,16 @@ def _fit_all(run: _Run, state: dict[str, Any] | None) -> None:
     if not run.rt.ctx.is_main or not trained:  # nothing trained: the model folder is current
         return
     if len(members) > 1:
-        metrics = validate(members, run.val_samples, run.model_cfg.normalization, run.rt)
+        metrics = _validate(members, run)
         _export(run, model, metrics, best_epoch=None)
     else:  # the best weights were exported during training; refresh their extras
         best = _best_row(run.history)
-        metrics = {
-            "dice": best["val_dice"],
-            "dsb": best["val_dsb"],
-            "n_images": len(run.val_samples),
+        metrics = {k: best.get(f"val_{k}", float("nan")) for k in ("dice", "dsb", "ap50")}
+        metrics["n_images"] = sum(len(v) for v in run.val_samples.values())
+        metrics["per_source"] = {
+            name: {k: best.get(f"val_{k}/{name}", float("nan")) for k in ("dsb", "ap50", "dice")}
+            for name, samples in run.val_samples.items()
+            if samples
         }
         _refresh_training_extras(run, metrics, best_epoch=int(best["epoch"]))
 
@@ -622,8 +553,6 @@ def _member_done(state: dict[str, Any], run: _Run) -> bool:
 def _fit_member(
     run: _Run, net: nn.Module, k: int, n_members: int, state: dict[str, Any] | None
 ) -> None:
-    from bayescellseg.data.dataset import CropDataset
-
     config, rt, out_dir, history = run.config, run.rt, run.out_dir, run.history
     seed = member_seed(config, k)
     net.to(rt.device)
@@ -651,30 +580,39 @@ def _fit_member(
         augment=config.augment,
         seed=seed,
         length=length,
-        brightfield_share=config.brightfield_share,
+        weights=run.weights,
+        brightfield_share=config.brightfield_share if run.weights is None else None,
     )  # the whole run; see _EpochIndices
-    prefix = f"member {k + 1}/{n_members} " if n_members > 1 else ""
+    who = f"member {k + 1}/{n_members}" if n_members > 1 else "training"
+    bar = tqdm(
+        total=config.epochs * config.steps_per_epoch,
+        initial=start_epoch * config.steps_per_epoch,
+        desc=who,
+        unit="step",
+        disable=not (config.progress and rt.ctx.is_main),
+        dynamic_ncols=True,
+    )  # the whole member, so its ETA is the member's
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         torch.manual_seed(_derived_seed(seed, epoch, rt.ctx.rank))
+        bar.set_description(f"{who} epoch {epoch + 1}/{config.epochs}")
         stats = _train_epoch(
             run,
             ddp_net,
             _loader(dataset, epoch, config, rt),
             (opt, sched, scaler),
             epoch * config.steps_per_epoch,
-            f"{prefix}epoch {epoch + 1}/{config.epochs}",
+            bar,
         )
         lr = float(opt.param_groups[0]["lr"])
         if rt.ctx.is_main:
-            metrics = validate([net], run.val_samples, run.model_cfg.normalization, rt)
+            metrics = _validate([net], run)
             score = metrics["dsb"] if not math.isnan(metrics["dsb"]) else float(epoch)
             row = {
                 "member": k,
                 "epoch": epoch + 1,
                 **stats,
-                "val_dice": metrics["dice"],
-                "val_dsb": metrics["dsb"],
+                **_val_columns(metrics),
                 "lr": lr,
                 "seconds": time.perf_counter() - t0,
             }
@@ -709,20 +647,17 @@ def _fit_member(
                 },
             )
         D.barrier(rt.ctx)
+    bar.close()
 
 
 def _export(run: _Run, model: nn.Module, metrics: dict[str, float], best_epoch: int | None) -> None:
     """Write new weights: the folder's other extras (calibration) belonged to the old ones."""
-    from bayescellseg.model.store import save_model
-
     extras = {"training": _training_extras(run, metrics, best_epoch), **run.nucleus_extras()}
     save_model(run.out_dir, model, run.model_cfg, extras, overwrite=True)
 
 
 def _refresh_training_extras(run: _Run, metrics: dict[str, float], best_epoch: int | None) -> None:
     """Same weights: update ``training`` only, keeping what ``calibrate`` wrote."""
-    from bayescellseg.model.store import update_extras
-
     update_extras(run.out_dir, training=_training_extras(run, metrics, best_epoch))
 
 
@@ -736,7 +671,12 @@ def _training_extras(
         "seed": run.config.seed,
         "epochs_done": epochs_done,
         "best_epoch": best_epoch,
-        "val_metrics": {
-            k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()
-        },
+        "val_metrics": _json_safe(metrics),
     }
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN as None, recursively (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value
