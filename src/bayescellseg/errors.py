@@ -21,3 +21,17 @@ class InputError(BayesCellSegError, ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class OutputError(BayesCellSegError):
+    """An output file or folder cannot be written (permissions, disk full, another run).
+
+    Args:
+        path: The file or folder that could not be written.
+        problem: What went wrong.
+    """
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
