@@ -20,16 +20,26 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import logging
+
+    from bayescellseg.data.sources import build_sources
     from bayescellseg.train.config import load_train_config
     from bayescellseg.train.trainer import train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     overrides = {k: v for k, v in vars(args).items() if k in _TRAIN_OVERRIDES and v is not None}
     config_path = args.config
     stored = Path(args.out) / "training_config.json"
     if args.resume and config_path is None and stored.is_file():
         config_path = stored  # resume with the run's own settings (flags may still override)
+    specs = build_sources(
+        args.data, args.val_data, args.train_data, args.labels, args.groups, args.source_weight
+    )
+    if specs:
+        overrides["sources"] = [s.to_dict() for s in specs]
     config = load_train_config(config_path, overrides)
-    train(args.data, args.out, config, resume=args.resume, overwrite=args.overwrite)
+    train(None, args.out, config, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -119,6 +129,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 _TRAIN_OVERRIDES = {
     "preset",
+    "val_fraction",
+    "skip_bad",
     "method",
     "epochs",
     "batch_size",
@@ -169,7 +181,44 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_data_check)
 
     tr = sub.add_parser("train", help="train a Bayesian U-Net")
-    tr.add_argument("--data", type=Path, required=True, help="DSB2018 stage1_train layout")
+    tr.add_argument(
+        "--data",
+        nargs="+",
+        default=[],
+        metavar="[NAME=]DIR",
+        help="annotated dataset folders (DSB2018 layout, images/ + labels/, or name.* + "
+        "name_labels.*), each a source split into training and validation images",
+    )
+    tr.add_argument(
+        "--val-data", dest="val_data", nargs="+", default=[], metavar="[NAME=]DIR",
+        help="validation-only sources",
+    )  # fmt: skip
+    tr.add_argument(
+        "--train-data", dest="train_data", nargs="+", default=[], metavar="[NAME=]DIR",
+        help="training-only sources (every image trains)",
+    )  # fmt: skip
+    tr.add_argument(
+        "--labels", action="append", default=[], metavar="NAME=DIR",
+        help="take source NAME's labels from DIR/<id>.tif (e.g. corrected labels)",
+    )  # fmt: skip
+    tr.add_argument(
+        "--groups", action="append", default=[], metavar="NAME=FILE[:COLUMN]",
+        help="CSV/TSV with id and group columns: a group stays on one side of the split "
+        "(default: the folder's index.tsv 'patient' column when present)",
+    )  # fmt: skip
+    tr.add_argument(
+        "--source-weight", dest="source_weight", action="append", default=[],
+        metavar="NAME=SHARE", help="share of the training crops from source NAME "
+        "(default: by the square root of each source's training-image count)",
+    )  # fmt: skip
+    tr.add_argument(
+        "--val-fraction", dest="val_fraction", type=float,
+        help="share of each source kept for validation (default 0.2)",
+    )  # fmt: skip
+    tr.add_argument(
+        "--skip-bad", dest="skip_bad", action="store_true", default=None,
+        help="train on the good samples when some cannot be read (default: stop and list them)",
+    )  # fmt: skip
     tr.add_argument("--out", type=Path, required=True, help="model folder to create")
     tr.add_argument("--config", type=Path, help="JSON training config (CLI flags override it)")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
@@ -211,7 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--num-threads", dest="num_threads", type=int, help="torch CPU threads")
     tr.add_argument("--scheduler", choices=["cosine", "onecycle"])
     tr.add_argument("--weight-decay", dest="weight_decay", type=float)
-    tr.add_argument("--split", help="split JSON file (default: the bundled DSB2018 split)")
+    tr.add_argument(
+        "--split",
+        help="split JSON file (default: made per source, the bundled split for DSB2018)",
+    )
     tr.set_defaults(func=_cmd_train)
 
     pr = sub.add_parser("predict", help="segment images and report their uncertainty")
