@@ -38,23 +38,31 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bayescellseg.inference.precision import (
+    PRECISIONS,
+    forward_precision,
+    prepare_input,
+    prepare_model,
+    resolve_precision,
+)
 from bayescellseg.inference.tiling import core_slices, gaussian_weight, tile_slices
+from bayescellseg.inference.transforms import (
+    IDENTITY,
+    TTA_TRANSFORMS,
+    input_groups,
+    inverse_transform,
+    transform,
+)
 from bayescellseg.inference.uncertainty import (
     MomentStitcher,
     SampleMoments,
     UncertaintyMaps,
-    binary_entropy,
+    binary_entropy_tensor,
     uncertainty_maps,
 )
 from bayescellseg.model.config import ModelConfig
 from bayescellseg.model.layers import row_seeds, sampling
 from bayescellseg.model.unet import repeat_state
-
-#: The 8 elements of the dihedral group as (number of 90-degree rotations, flip first).
-TTA_TRANSFORMS: tuple[tuple[int, bool], ...] = tuple(
-    (k, flip) for flip in (False, True) for k in range(4)
-)
-IDENTITY: tuple[tuple[int, bool], ...] = ((0, False),)
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,8 @@ class SamplingOptions:
         max_batch_pixels: Upper bound on rows x pixels of one forward batch (memory / speed).
         keep_logits: Also return each sample's raw foreground logit (before the temperature;
             with TTA, the mean over the transforms), e.g. to fit the temperature.
+        precision: Precision of the forward pass, ``fp32`` (default), ``bf16``, ``fp16`` or
+            ``auto`` (see :mod:`bayescellseg.inference.precision`).
     """
 
     n_samples: int | None = None
@@ -83,6 +93,7 @@ class SamplingOptions:
     logit_bias: float = 0.0
     max_batch_pixels: int = 2**19
     keep_logits: bool = False
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.n_samples is not None and self.n_samples < 0:
@@ -93,6 +104,8 @@ class SamplingOptions:
             raise ValueError(f"logit_bias must be finite, got {self.logit_bias}")
         if self.max_batch_pixels < 1:
             raise ValueError(f"max_batch_pixels must be >= 1, got {self.max_batch_pixels}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -145,44 +158,150 @@ def samples_per_member(config: ModelConfig, n_members: int, n_samples: int | Non
     return [total // n_members + (m < total % n_members) for m in range(n_members)]
 
 
-def transform(x: Tensor, k: int, flip: bool) -> Tensor:
-    """Apply a dihedral transform to the last two axes: optional left-right flip, then ``k``
-    counter-clockwise 90-degree rotations."""
-    if flip:
-        x = torch.flip(x, dims=(-1,))
-    return torch.rot90(x, k, dims=(-2, -1)) if k % 4 else x
-
-
-def inverse_transform(x: Tensor, k: int, flip: bool) -> Tensor:
-    """Undo :func:`transform` with the same ``k`` and ``flip``."""
-    if k % 4:
-        x = torch.rot90(x, -k, dims=(-2, -1))
-    return torch.flip(x, dims=(-1,)) if flip else x
-
-
-def _chunks(indices: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(indices), size):
-        yield indices[start : start + size]
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _member_logits(
     member: nn.Module, x: Tensor, seeds: list[int], share: bool, rows_per_batch: int
 ) -> Iterator[tuple[list[int], Tensor]]:
-    """Yield (positions in ``seeds``, logits) for micro-batches of one member's samples."""
+    """Yield (positions in ``seeds``, logits (c, n, 2, h, w)) for micro-batches of one member's
+    samples of the ``n`` inputs ``x`` (n, C, h, w); batch row ``t*n + i`` is sample t of input i.
+    """
+    n_inputs = x.shape[0]
     positions = list(range(len(seeds)))
     shared = share and hasattr(member, "forward_shared")
     if shared:
         state = member.forward_shared(x)
-    for chunk in _chunks(positions, rows_per_batch):
-        with row_seeds([seeds[i] for i in chunk]):
+    for chunk in _chunks(positions, max(1, rows_per_batch // n_inputs)):
+        with row_seeds([seeds[i] for i in chunk for _ in range(n_inputs)]):
             if shared:
                 logits = member.forward_stochastic(repeat_state(state, len(chunk)))
             else:
                 logits = member(x.repeat(len(chunk), 1, 1, 1))
-        yield chunk, logits
+        yield chunk, logits.reshape(len(chunk), n_inputs, *logits.shape[1:])
 
 
-@torch.no_grad()
+class _TileSums:
+    """Sums over the predictions of a batch of tiles, kept on the network's device (float32).
+
+    Args:
+        n_tiles: Tiles in the batch.
+        n_total: Samples T per tile.
+        shape: (h, w) of the tiles.
+        device: The network's device.
+        options: Sampling options (temperature, bias, ``keep_logits``).
+        n_transforms: TTA transforms per sample (the per-sample maps average over them).
+    """
+
+    def __init__(
+        self,
+        n_tiles: int,
+        n_total: int,
+        shape: tuple[int, int],
+        device: torch.device,
+        options: SamplingOptions,
+        n_transforms: int,
+    ) -> None:
+        def zeros(*lead: int) -> Tensor:
+            return torch.zeros((*lead, *shape), dtype=torch.float32, device=device)
+
+        self.moments = {name: zeros(n_tiles) for name in ("p", "p2", "h", "ct")}
+        self.fg, self.ct = zeros(n_total, n_tiles), zeros(n_total, n_tiles)
+        self.z = zeros(n_total, n_tiles) if options.keep_logits else None
+        self.options, self.n_transforms = options, n_transforms
+
+    def add(self, tile: int, rows: list[int], logits: Tensor) -> None:
+        """Add the float32 logits (c, 2, h, w) of samples ``rows`` of ``tile``."""
+        options = self.options
+        fg = torch.sigmoid(logits[:, 0] / options.temperature + options.logit_bias)
+        ct = torch.sigmoid(logits[:, 1])
+        self.moments["p"][tile] += fg.sum(0)
+        self.moments["p2"][tile] += fg.square().sum(0)
+        self.moments["h"][tile] += binary_entropy_tensor(fg).sum(0)
+        self.moments["ct"][tile] += ct.sum(0)
+        self.fg[rows, tile] += fg / self.n_transforms
+        self.ct[rows, tile] += ct / self.n_transforms
+        if self.z is not None:
+            self.z[rows, tile] += logits[:, 0] / self.n_transforms
+
+    def results(self, n_predictions: int) -> list[TileSamples]:
+        """The tiles' samples (one copy to the CPU per map for the whole batch)."""
+        mean = {k: (v / n_predictions).cpu().numpy() for k, v in self.moments.items()}
+        fg, ct = self.fg.cpu().numpy(), self.ct.cpu().numpy()
+        z = None if self.z is None else self.z.cpu().numpy()
+        return [
+            TileSamples(
+                moments=SampleMoments(
+                    probability=mean["p"][b],
+                    second_moment=mean["p2"][b],
+                    expected_entropy=mean["h"][b],
+                    contour=mean["ct"][b],
+                ),
+                foreground=np.ascontiguousarray(fg[:, b]),
+                contour=np.ascontiguousarray(ct[:, b]),
+                foreground_logits=None if z is None else np.ascontiguousarray(z[:, b]),
+            )
+            for b in range(len(fg[0]))
+        ]
+
+
+def sample_tiles(
+    model: nn.Module, config: ModelConfig, images: list[np.ndarray], options: SamplingOptions
+) -> list[TileSamples]:
+    """Draw the samples of tiles of one shape, several tiles and transforms per forward pass.
+
+    Every (tile, TTA transform) input is batched with others of its shape (at most
+    ``options.max_batch_pixels`` rows x pixels per forward pass), and the samples of a member
+    run as micro-batches of the same budget. Moments are accumulated on the network's device.
+    The result does not depend on the grouping: batching only changes float32 rounding
+    (about 1e-7), never which noise a sample draws.
+
+    Args:
+        model: A ``UNet`` or ``Ensemble`` in eval mode.
+        config: Its configuration.
+        images: (h, w, 3) float32 normalised tiles, all of one shape.
+        options: Sampling options (``options.precision`` chooses the forward pass's precision).
+
+    Returns:
+        One :class:`TileSamples` per tile, in order.
+    """
+    shape = images[0].shape
+    if len(shape) != 3 or shape[2] != config.in_channels:
+        raise ValueError(f"expected (h, w, {config.in_channels}) tiles, got {shape}")
+    if any(image.shape != shape for image in images):
+        raise ValueError("sample_tiles needs tiles of one shape")
+    members = members_of(model)
+    counts = samples_per_member(config, len(members), options.n_samples)
+    transforms = TTA_TRANSFORMS if options.tta else IDENTITY
+    device = next(model.parameters()).device
+    precision = resolve_precision(options.precision, device)
+    prepare_model(model, precision)
+    rows_per_batch = max(1, options.max_batch_pixels // (shape[0] * shape[1]))
+    sums = _TileSums(len(images), sum(counts), shape[:2], device, options, len(transforms))
+    groups = input_groups(len(images), transforms, shape[:2], rows_per_batch)
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2)))
+        x = x.to(device)
+        first = 0
+        stochastic = config.is_stochastic and options.n_samples != 0
+        with sampling(model, stochastic), forward_precision(precision, device):
+            for member, count in zip(members, counts, strict=True):
+                seeds = [sample_seed(options.seed, first + i) for i in range(count)]
+                for group in groups:
+                    xg = torch.cat([transform(x[b : b + 1], k, f) for b, k, f in group])
+                    member_logits = _member_logits(
+                        member, prepare_input(xg, precision), seeds, options.share, rows_per_batch
+                    )
+                    for chunk, logits in member_logits:
+                        rows = [first + i for i in chunk]
+                        for i, (b, k, f) in enumerate(group):
+                            sums.add(b, rows, inverse_transform(logits[:, i].float(), k, f))
+                first += count
+        return sums.results(sum(counts) * len(transforms))
+
+
 def sample_tile(
     model: nn.Module, config: ModelConfig, image: np.ndarray, options: SamplingOptions
 ) -> TileSamples:
@@ -199,57 +318,7 @@ def sample_tile(
     """
     if image.ndim != 3 or image.shape[2] != config.in_channels:
         raise ValueError(f"expected an (h, w, {config.in_channels}) image, got {image.shape}")
-    height, width = image.shape[:2]
-    members = members_of(model)
-    counts = samples_per_member(config, len(members), options.n_samples)
-    n_total = sum(counts)
-    transforms = TTA_TRANSFORMS if options.tta else IDENTITY
-    device = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
-    rows_per_batch = max(1, options.max_batch_pixels // (height * width))
-
-    sums = {name: torch.zeros((height, width)) for name in ("p", "p2", "h")}
-    contour_sum = torch.zeros((height, width))
-    per_fg = torch.zeros((n_total, height, width), dtype=torch.float32)
-    per_ct = torch.zeros((n_total, height, width), dtype=torch.float32)
-    per_z = torch.zeros((n_total, height, width)) if options.keep_logits else None
-
-    first = 0
-    with sampling(model, config.is_stochastic and options.n_samples != 0):
-        for member, count in zip(members, counts, strict=True):
-            seeds = [sample_seed(options.seed, first + i) for i in range(count)]
-            for k, flip in transforms:
-                xt = transform(x, k, flip).contiguous()
-                for chunk, logits in _member_logits(
-                    member, xt, seeds, options.share, rows_per_batch
-                ):
-                    logits = inverse_transform(logits, k, flip).float().cpu()
-                    fg = torch.sigmoid(logits[:, 0] / options.temperature + options.logit_bias)
-                    ct = torch.sigmoid(logits[:, 1])
-                    sums["p"] += fg.sum(0)
-                    sums["p2"] += fg.square().sum(0)
-                    sums["h"] += torch.from_numpy(binary_entropy(fg.numpy())).sum(0)
-                    contour_sum += ct.sum(0)
-                    rows = [first + i for i in chunk]
-                    per_fg[rows] += fg / len(transforms)
-                    per_ct[rows] += ct / len(transforms)
-                    if per_z is not None:
-                        per_z[rows] += logits[:, 0] / len(transforms)
-            first += count
-
-    n_predictions = n_total * len(transforms)
-    moments = SampleMoments(
-        probability=(sums["p"] / n_predictions).numpy(),
-        second_moment=(sums["p2"] / n_predictions).numpy(),
-        expected_entropy=(sums["h"] / n_predictions).numpy(),
-        contour=(contour_sum / n_predictions).numpy(),
-    )
-    return TileSamples(
-        moments=moments,
-        foreground=per_fg.numpy(),
-        contour=per_ct.numpy(),
-        foreground_logits=None if per_z is None else per_z.numpy(),
-    )
+    return sample_tiles(model, config, [image], options)[0]
 
 
 @dataclass(frozen=True)
@@ -328,16 +397,20 @@ def sample_image(
     per_ct = np.zeros((n_total, height, width), np.uint8)
     per_z = np.zeros((n_total, height, width), np.float16) if options.keep_logits else None
     stitcher = MomentStitcher((height, width))
-    weight = gaussian_weight((min(tile_size, height), min(tile_size, width)), 1 / 8)
-    for (rows, cols), (core_r, core_c) in zip(tiles, cores, strict=True):
-        tile = sample_tile(model, config, image[rows, cols], options)
-        stitcher.add((rows, cols), tile.moments, weight)
-        local = (
-            slice(core_r.start - rows.start, core_r.stop - rows.start),
-            slice(core_c.start - cols.start, core_c.stop - cols.start),
-        )
-        per_fg[:, core_r, core_c] = quantize(tile.foreground[:, local[0], local[1]])
-        per_ct[:, core_r, core_c] = quantize(tile.contour[:, local[0], local[1]])
-        if per_z is not None and tile.foreground_logits is not None:
-            per_z[:, core_r, core_c] = to_half(tile.foreground_logits[:, local[0], local[1]])
+    tile_shape = (min(tile_size, height), min(tile_size, width))
+    weight = gaussian_weight(tile_shape, 1 / 8)
+    per_batch = max(1, options.max_batch_pixels // (tile_shape[0] * tile_shape[1]))
+    jobs = list(zip(tiles, cores, strict=True))
+    for batch in (jobs[i : i + per_batch] for i in range(0, len(jobs), per_batch)):
+        outs = sample_tiles(model, config, [image[r, c] for (r, c), _ in batch], options)
+        for ((rows, cols), (core_r, core_c)), tile in zip(batch, outs, strict=True):
+            stitcher.add((rows, cols), tile.moments, weight)
+            local = (
+                slice(core_r.start - rows.start, core_r.stop - rows.start),
+                slice(core_c.start - cols.start, core_c.stop - cols.start),
+            )
+            per_fg[:, core_r, core_c] = quantize(tile.foreground[:, local[0], local[1]])
+            per_ct[:, core_r, core_c] = quantize(tile.contour[:, local[0], local[1]])
+            if per_z is not None and tile.foreground_logits is not None:
+                per_z[:, core_r, core_c] = to_half(tile.foreground_logits[:, local[0], local[1]])
     return ImageSamples(uncertainty_maps(stitcher.result()), per_fg, per_ct, per_z)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from bayescellseg.errors import InputError
+from bayescellseg.inference.precision import check_precision, resolve_precision
 from bayescellseg.inference.sampling import (
     ImageSamples,
     SamplingOptions,
@@ -113,6 +114,9 @@ class Segmenter:
         extras: The model folder's extras (``postprocess``, ``temperature``, ``logit_bias``,
             ``review``, ...).
         source: Where it was loaded from (for provenance), if anywhere.
+        precision: Default precision of :meth:`predict`: ``auto`` (bf16 where the hardware
+            computes it natively), ``fp32``, ``bf16`` or ``fp16`` (CUDA); see
+            :mod:`bayescellseg.inference.precision`.
     """
 
     def __init__(
@@ -121,8 +125,10 @@ class Segmenter:
         config: ModelConfig,
         extras: dict[str, Any] | None = None,
         source: Path | None = None,
+        precision: str = "auto",
     ) -> None:
         self.model = model.eval()
+        self.precision = check_precision(precision)
         self.config = config
         self.extras = dict(extras or {})
         self.source = source
@@ -153,16 +159,22 @@ class Segmenter:
         self.nucleus_diameter: float | None = None if diameter is None else float(diameter)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "cpu") -> Segmenter:
+    def load(
+        cls, path: str | Path | None = None, device: str = "cpu", precision: str = "auto"
+    ) -> Segmenter:
         """Load a model folder (``config.json`` + ``weights.safetensors``).
 
         Args:
             path: The model folder; None loads the bundled pretrained nucleus model.
             device: ``cpu``, ``cuda``, ``cuda:1``, ...
+            precision: Default precision of :meth:`predict` (``auto``, ``fp32``, ``bf16``,
+                ``fp16``).
 
         Raises:
-            InputError: The folder is missing or invalid, or the bundled model is not installed.
+            InputError: The folder is missing or invalid, the bundled model is not installed,
+                or the precision is unknown or unsupported on the device.
         """
+        check_precision(precision)
         if path is None:
             folder = bundled_model_path()
             if not (folder / "config.json").is_file():
@@ -179,8 +191,25 @@ class Segmenter:
             raise InputError("--device", f"unknown device {device!r} ({err})") from err
         if torch_device.type == "cuda" and not torch.cuda.is_available():
             raise InputError("--device", f"{device!r} requested but CUDA is not available")
+        resolve_precision(precision, torch_device)  # refuse e.g. fp16 on a CPU before loading
         loaded = load_model(folder, device=torch_device)
-        return cls(loaded.model, loaded.config, loaded.extras, source=folder)
+        return cls(loaded.model, loaded.config, loaded.extras, source=folder, precision=precision)
+
+    @property
+    def device(self) -> torch.device:
+        """The device the network is on."""
+        return next(self.model.parameters()).device
+
+    def resolved_precision(self, precision: str | None = None) -> str:
+        """The concrete precision (``fp32``, ``bf16`` or ``fp16``) :meth:`predict` runs in.
+
+        Args:
+            precision: A per-call request; None: the Segmenter's default.
+
+        Raises:
+            InputError: Unknown, or not supported on the device.
+        """
+        return resolve_precision(self.precision if precision is None else precision, self.device)
 
     def resolve_diameter(self, diameter: float | str | None) -> float | str | None:
         """Check a ``diameter`` argument of :meth:`predict` before a batch starts.
@@ -264,6 +293,7 @@ class Segmenter:
         seed: int = 0,
         tile_size: int = 512,
         diameter: float | str | None = None,
+        precision: str | None = None,
     ) -> Result:
         """Segment nuclei and measure uncertainty.
 
@@ -284,14 +314,17 @@ class Segmenter:
                 (:data:`~bayescellseg.inference.rescale.AUTO_PROBES`), and resizes only when it
                 is off by more than :data:`~bayescellseg.inference.rescale.AUTO_RANGE`, to the
                 nearer end of that range. None: no resizing.
+            precision: Precision of the network's forward pass (None: the Segmenter's
+                default); the sigmoid and every moment stay in float32.
 
         Returns:
             The labels, maps, nucleus records and image summary (with ``diameter``, the given
-            or estimated diameter or None, and ``scale``, the resize factor used).
+            or estimated diameter or None, ``scale``, the resize factor used, and
+            ``precision``, the concrete precision of the forward pass).
 
         Raises:
-            InputError: A bad image, a bad ``diameter``, or a ``diameter`` for a model that
-                recorded no ``nucleus_diameter``.
+            InputError: A bad image, a bad ``diameter``, a ``diameter`` for a model that
+                recorded no ``nucleus_diameter``, or an unsupported ``precision``.
         """
         from bayescellseg.data.normalize import normalize
         from bayescellseg.inference.rescale import params_at_scale, resize_image, resize_samples
@@ -303,6 +336,7 @@ class Segmenter:
             seed=seed,
             temperature=self.temperature,
             logit_bias=self.logit_bias,
+            precision=self.resolved_precision(precision),
         )
         measured, scale, first = self._scale(normalised, diameter, options, tile_size)
         params = self.params
@@ -343,6 +377,7 @@ class Segmenter:
             "tta": bool(tta),
             "diameter": measured,
             "scale": scale,
+            "precision": options.precision,
         }
         return Result(
             **{f.name: getattr(maps, f.name) for f in fields(UncertaintyMaps)},

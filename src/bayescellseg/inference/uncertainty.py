@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.special import xlogy
 
 _LN2 = float(np.log(2.0))
@@ -36,6 +37,14 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
     q = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
     h = -(xlogy(q, q) + xlogy(1.0 - q, 1.0 - q)) / _LN2
     return np.clip(h, 0.0, 1.0).astype(np.float32)
+
+
+def binary_entropy_tensor(p: torch.Tensor) -> torch.Tensor:
+    """:func:`binary_entropy` of a tensor, on its device (computed in float64 like the numpy
+    version, returned as float32)."""
+    q = p.to(torch.float64).clamp(0.0, 1.0)
+    h = -(torch.special.xlogy(q, q) + torch.special.xlogy(1.0 - q, 1.0 - q)) / _LN2
+    return h.clamp(0.0, 1.0).to(torch.float32)
 
 
 @dataclass(frozen=True)
