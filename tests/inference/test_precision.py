@@ -16,10 +16,6 @@ from bayescellseg.model.config import ModelConfig
 
 torch.set_num_threads(1)
 
-X86_BF16 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile\n"
-X86_PLAIN = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
-ARM_BF16 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
-
 
 def _bf16_autocast_works() -> bool:
     try:
@@ -42,13 +38,6 @@ def tiny(**changes) -> tuple[torch.nn.Module, ModelConfig]:
 
 def image(shape=(40, 36), seed=0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(size=(*shape, 3)).astype(np.float32)
-
-
-def test_cpuinfo_flags() -> None:
-    assert prec.cpuinfo_has_bf16(X86_BF16)
-    assert prec.cpuinfo_has_bf16(ARM_BF16)
-    assert not prec.cpuinfo_has_bf16(X86_PLAIN)
-    assert not prec.cpuinfo_has_bf16("")
 
 
 def test_auto_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,9 +8,9 @@
   cast per layer); on CPUs with AVX-512 BF16 or AMX this is about 3-4x faster than fp32;
 * ``"fp16"``: float16 autocast with channels-last, CUDA only;
 * ``"auto"``: ``bf16`` on a CPU that computes bf16 natively
-  (:func:`cpu_has_bf16`), ``fp32`` on other CPUs (where torch
-  emulates bf16 more slowly than fp32), ``bf16`` on a CUDA device that supports it and ``fp16``
-  on older ones, ``fp32`` on anything else.
+  (:func:`bayescellseg.model.precision.cpu_has_bf16`, shared with training), ``fp32`` on other
+  CPUs (where torch emulates bf16 more slowly than fp32), ``bf16`` on a CUDA device that
+  supports it and ``fp16`` on older ones, ``fp32`` on anything else.
 
 Whatever the precision, the network's logits are converted to float32 before the sigmoid, and
 every moment (mean, second moment, entropy) is accumulated in float32.
@@ -19,50 +19,18 @@ every moment (mean, second moment, entropy) is accumulated in float32.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from bayescellseg.errors import InputError
+from bayescellseg.model.precision import cpu_has_bf16
 
 #: Accepted ``precision`` arguments.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-#: CPU flags (``/proc/cpuinfo``) of native bf16 arithmetic: AVX-512 BF16 and AMX on x86,
-#: the BF16 extension on Arm.
-BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
-
-
-def cpuinfo_has_bf16(cpuinfo: str) -> bool:
-    """Whether the text of ``/proc/cpuinfo`` lists a native bf16 flag (:data:`BF16_CPU_FLAGS`)
-    on its first ``flags`` (x86) or ``Features`` (Arm) line."""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return not BF16_CPU_FLAGS.isdisjoint(value.split())
-    return False
-
-
-@functools.cache
-def cpu_has_bf16() -> bool:
-    """True when this CPU computes bf16 natively, so bf16 autocast is faster than float32.
-
-    Read from ``/proc/cpuinfo`` (Linux); elsewhere torch's CPU capability must report AMX.
-    Without such hardware torch emulates bf16, more slowly than float32.
-    """
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    if text:
-        return cpuinfo_has_bf16(text)
-    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
-    return "AMX" in str(capability).upper()
 
 
 def check_precision(precision: str) -> str:
