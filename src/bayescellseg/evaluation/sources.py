@@ -367,7 +367,11 @@ def plan_predictions(pred_dir: Path, truth: Path) -> tuple[PredictionPlan, dict[
     shapes = None
     if Path(truth).suffix.lower() == ".csv" and Path(truth).is_file():
         shapes = _csv_placeholder_shapes(Path(truth))
-        shapes.update({n: _label_shape(Path(pred_dir) / f"{n}{LABELS_SUFFIX}") for n in names})
+        for n in names:
+            try:
+                shapes[n] = _label_shape(Path(pred_dir) / f"{n}{LABELS_SUFFIX}")
+            except InputError:
+                pass  # reading the prediction fails again later: that image's failure, alone
     loaders = truth_loaders(truth, shapes)
     both = sorted(set(names) & set(loaders))
     if not both:
