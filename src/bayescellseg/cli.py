@@ -55,6 +55,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         seed=args.seed,
         diameter=args.diameter,
         resume=args.resume,
+        precision=args.precision,
     )
     summary = predict_batch(args.inputs, args.model, args.out, options)
     return 1 if summary.n_failed else 0
@@ -67,7 +68,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"bayescellseg evaluate: error: {problem}", file=sys.stderr)
         return 2
 
-    options = EvaluateOptions(seed=args.seed, overwrite=args.overwrite, diameter=args.diameter)
+    options = EvaluateOptions(
+        seed=args.seed,
+        overwrite=args.overwrite,
+        diameter=args.diameter,
+        precision=args.precision,
+    )
     if args.pred is not None:
         if args.model is not None or args.data:
             return usage("give either --pred DIR --truth PATH, or --model DIR --data PATH")
@@ -120,6 +126,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         quality_target=args.quality_target,
         write=not args.dry_run,
         log=lambda line: print(line, file=sys.stderr, flush=True),
+        precision=args.precision,
     )
     print(format_calibration(report))
     where = "not written (--dry-run)" if args.dry_run else f"written to {args.model}/config.json"
@@ -156,6 +163,19 @@ _TRAIN_OVERRIDES = {
     "init_from",
     "brightfield_share",
 }
+
+
+PRECISION_HELP = (
+    "precision of the network: auto (default: bf16 autocast + channels-last on CPUs with "
+    "native bf16 such as AVX-512 BF16 / AMX and on CUDA, fp32 elsewhere), fp32 (the reference) "
+    "or bf16"
+)
+
+
+def _add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16"], default="auto", help=PRECISION_HELP
+    )
 
 
 DIAMETER_HELP = (
@@ -290,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         "redo the others (same model and options)",
     )
     pr.add_argument("--diameter", default=None, help=DIAMETER_HELP)
+    _add_precision(pr)
     pr.set_defaults(func=_cmd_predict)
 
     ev = sub.add_parser(
@@ -310,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, required=True, help="report folder")
     ev.add_argument("--overwrite", action="store_true")
     ev.add_argument("--diameter", default=None, help=DIAMETER_HELP + " (with --model)")
+    _add_precision(ev)
     ev.set_defaults(func=_cmd_evaluate)
 
     ca = sub.add_parser(
@@ -364,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         "image flag's threshold is tuned (default 0.7)",
     )
     ca.add_argument("--dry-run", dest="dry_run", action="store_true", help="report, do not write")
+    _add_precision(ca)
     ca.set_defaults(func=_cmd_calibrate)
     return parser
 

@@ -222,9 +222,8 @@ def test_calibrate_writes_extras_and_predict_uses_them(setup):
     assert seg.params == report.watershed and seg.review == report.review
     _, images = _images()
     result = seg.predict(images[0], n_samples=3, seed=0)
-    raw = sample_tile(
-        seg.model, seg.config, normalize(images[0]), SamplingOptions(3, seed=0, keep_logits=True)
-    )
+    options = SamplingOptions(3, seed=0, keep_logits=True, precision=seg.resolved_precision())
+    raw = sample_tile(seg.model, seg.config, normalize(images[0]), options)
     expected = expit(raw.foreground_logits / report.temperature + report.bias).mean(0)
     np.testing.assert_allclose(result.probability, expected, atol=1e-5)
     assert not np.allclose(result.probability, expit(raw.foreground_logits).mean(0), atol=1e-3)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from bayescellseg.cli import build_parser
 from bayescellseg.errors import InputError
 from bayescellseg.inference import precision as prec
+from bayescellseg.inference.batch import PredictOptions, predict_batch
 from bayescellseg.inference.sampling import SamplingOptions, sample_image, sample_tile
+from bayescellseg.inference.segmenter import Segmenter
 from bayescellseg.model.build import build_model
 from bayescellseg.model.config import ModelConfig
+from tests.inference.test_batch import write_images
 
 torch.set_num_threads(1)
 
@@ -107,3 +112,50 @@ def test_bf16_is_close_to_fp32_and_returns_float32_maps() -> None:
         assert diff.max() < 0.05, name
         assert 0 < diff.mean() < 0.01, name  # it really ran in bf16 (else diff would be 0)
     assert (bf16.maps.epistemic <= bf16.maps.entropy + 1e-6).all()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["predict", "in", "--out", "o"],
+        ["evaluate", "--model", "m", "--data", "d", "--out", "o"],
+        ["calibrate", "--model", "m", "--data", "d"],
+    ],
+)
+def test_cli_precision_flag(command: list[str], capsys: pytest.CaptureFixture) -> None:
+    parser = build_parser()
+    assert parser.parse_args(command).precision == "auto"
+    for choice in ("fp32", "bf16", "auto"):
+        assert parser.parse_args([*command, "--precision", choice]).precision == choice
+    with pytest.raises(SystemExit):
+        parser.parse_args([*command, "--precision", "fp8"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_segmenter_precision_default_override_and_summary(model_factory) -> None:
+    raw_image = (image((64, 72), seed=3) * 255).astype(np.uint8)
+    seg = Segmenter.load(model_factory(), precision="fp32")
+    assert seg.resolved_precision() == "fp32"
+    reference = seg.predict(raw_image, n_samples=2)
+    assert reference.summary["precision"] == "fp32"
+    again = Segmenter.load(model_factory()).predict(raw_image, n_samples=2, precision="fp32")
+    np.testing.assert_array_equal(reference.probability, again.probability)
+    if _bf16_autocast_works():
+        fast = seg.predict(raw_image, n_samples=2, precision="bf16")
+        assert fast.summary["precision"] == "bf16"
+        assert np.abs(fast.probability - reference.probability).max() < 0.05
+    with pytest.raises(InputError, match="fp16"):
+        Segmenter.load(model_factory(), precision="fp16")
+    with pytest.raises(InputError, match="expected one of"):
+        seg.predict(raw_image, precision="double")
+
+
+def test_predict_batch_records_the_precision(model_factory, tmp_path) -> None:
+    write_images(tmp_path / "in", n=1, corrupt=False)
+    options = PredictOptions(n_samples=2, precision="fp32")
+    predict_batch([tmp_path / "in"], model_factory(), tmp_path / "out", options)
+    run_config = json.loads((tmp_path / "out" / "run_config.json").read_text())
+    assert run_config["precision_used"] == "fp32"
+    assert run_config["options"]["precision"] == "fp32"
+    (summary,) = (tmp_path / "out").glob("*_summary.json")
+    assert json.loads(summary.read_text())["precision"] == "fp32"

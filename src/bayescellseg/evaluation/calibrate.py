@@ -376,6 +376,7 @@ class CalibrationReport:
     date: str = ""
     ids_sha256: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    precision: str = "fp32"
 
     def to_extras(self) -> dict[str, Any]:
         """The ``calibration`` entry written into the model folder (JSON-serialisable)."""
@@ -388,6 +389,7 @@ class CalibrationReport:
             "image_ids_sha256": self.ids_sha256,
             "n_samples": self.n_samples,
             "tta": False,
+            "precision": self.precision,
             "seed": self.seed,
             "n_fit_pixels": self.n_fit_pixels,
             "temperature": {"before": self.temperature_before, "after": self.temperature},
@@ -551,6 +553,7 @@ def calibrate_model(
     watershed_grid: dict[str, Sequence[float]] | None = None,
     write: bool = True,
     log: Callable[[str], None] | None = None,
+    precision: str = "auto",
 ) -> CalibrationReport:
     """Fit the temperature, logit bias, watershed settings and review thresholds of a model.
 
@@ -573,6 +576,8 @@ def calibrate_model(
         watershed_grid: Grid for :func:`tune_watershed` (None: its default grid).
         write: Write the results into the model folder (False: only report them).
         log: Called with a progress line per image (None: silent).
+        precision: Precision of the network's forward pass (``auto``, ``fp32``, ``bf16``,
+            ``fp16``; see :mod:`bayescellseg.inference.precision`), as ``predict`` uses it.
 
     Returns:
         What was fitted and the validation figures before and after.
@@ -587,11 +592,13 @@ def calibrate_model(
     start = time.perf_counter()
     log = log or (lambda _line: None)
     model_dir, data_root = Path(model_dir), Path(data_root)
-    segmenter = Segmenter.load(model_dir, device=device)
+    segmenter = Segmenter.load(model_dir, device=device, precision=precision)
     refs = select_images(
         data_root, split, split_file, limit, segmenter.extras.get("training") or {}, model_dir
     )
-    options = SamplingOptions(n_samples=n_samples, seed=seed, keep_logits=True)
+    options = SamplingOptions(
+        n_samples=n_samples, seed=seed, keep_logits=True, precision=segmenter.resolved_precision()
+    )
     with tempfile.TemporaryDirectory(prefix="bayescellseg-calibrate-") as tmp:
         stored, fit = _collect(
             segmenter, refs, options, Path(tmp), max_fit_pixels, seed, fit_region, log
@@ -660,6 +667,7 @@ def calibrate_model(
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         ids_sha256=hashlib.sha256("\n".join(r.id for r in refs).encode()).hexdigest(),
         notes=tuple(notes + more),
+        precision=options.precision,
     )
     if write:
         from bayescellseg.model.store import update_extras
@@ -680,7 +688,8 @@ def format_calibration(report: CalibrationReport) -> str:
     split = report.split or "all"
     lines = [
         f"Calibrated on {report.n_images} images ({split}) of {report.data_root}, "
-        f"T = {report.n_samples} samples, seed {report.seed}, {report.seconds:.0f} s; "
+        f"T = {report.n_samples} samples, seed {report.seed}, {report.precision}, "
+        f"{report.seconds:.0f} s; "
         f"calibration fitted on {_REGION_NAMES[report.fit_region]}",
         "",
         f"{'':32}{'before':>10}{'after':>10}",

@@ -49,6 +49,8 @@ class EvaluateOptions:
         overwrite: Replace existing report files.
         diameter: With ``--model``: typical nucleus diameter in pixels, ``"auto"`` or None
             (see :meth:`~bayescellseg.inference.segmenter.Segmenter.predict`).
+        precision: With ``--model``: precision of the network's forward pass (``auto``,
+            ``fp32``, ``bf16``, ``fp16``; see :mod:`bayescellseg.inference.precision`).
     """
 
     seed: int = 0
@@ -56,6 +58,7 @@ class EvaluateOptions:
     n_gallery: int = 4
     overwrite: bool = False
     diameter: float | str | None = None
+    precision: str = "auto"
 
 
 @dataclass
@@ -305,7 +308,7 @@ def evaluate_model(
         raise InputError("--limit", f"must be at least 1, got {limit}")
     if split is not None and split not in ("train", "val"):
         raise InputError("--split", f"unknown split {split!r}; use 'val' or 'train'")
-    segmenter = Segmenter.load(model_dir, device=device)
+    segmenter = Segmenter.load(model_dir, device=device, precision=options.precision)
     paths = [Path(p) for p in data]
     names = sources.dataset_names(paths)
     datasets = [(n, _refs(segmenter, p, split, limit)) for n, p in zip(names, paths, strict=True)]
@@ -319,6 +322,7 @@ def evaluate_model(
         "evaluate --model", model=str(segmenter.source), data=[str(p) for p in paths],
         datasets=names, split=split, n_samples=n_samples,
         n_samples_effective=segmenter.n_samples(n_samples), tta=tta, limit=limit, device=device,
+        precision_used=segmenter.resolved_precision(),
         out=str(out_dir), options=vars(options) | {"overwrite": overwrite},
     )  # fmt: skip
     return write_report(Path(out_dir), state, config, {}, overwrite)

@@ -94,6 +94,9 @@ class PredictOptions:
             :meth:`~bayescellseg.inference.segmenter.Segmenter.predict`).
         resume: Finish an interrupted batch in the same output folder: keep the images whose
             outputs are complete, redo the others (same model and options required).
+        precision: Precision of the network's forward pass: ``auto`` (bf16 where the hardware
+            computes it natively), ``fp32``, ``bf16`` or ``fp16`` (CUDA); see
+            :mod:`bayescellseg.inference.precision`.
     """
 
     n_samples: int | None = None
@@ -104,6 +107,7 @@ class PredictOptions:
     seed: int = 0
     diameter: float | str | None = None
     resume: bool = False
+    precision: str = "auto"
 
 
 @dataclass
@@ -234,7 +238,7 @@ def predict_batch(
     """
     out_dir = Path(out_dir)
     _check_options(options)
-    segmenter = Segmenter.load(model_dir, device=options.device)
+    segmenter = Segmenter.load(model_dir, device=options.device, precision=options.precision)
     segmenter.resolve_diameter(options.diameter)  # a bad --diameter fails before the batch
     outdir.check_writable(out_dir)
     with outdir.locked(out_dir):
@@ -276,6 +280,7 @@ def _run_locked(
     run_config = {
         **base,
         "n_samples_effective": segmenter.n_samples(options.n_samples),
+        "precision_used": segmenter.resolved_precision(),
         "seed": options.seed,
         "inputs": [str(p) for p in inputs],
         "command": sys.argv,
