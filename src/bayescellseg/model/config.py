@@ -179,7 +179,7 @@ def _validate(cfg: ModelConfig) -> None:
 MAX_PARAMETERS = 250_000_000
 """Largest network accepted (all ensemble members): 1 GB of float32 weights."""
 
-MAX_TILE_ACTIVATION_BYTES = 16 * 2**30
+MAX_TILE_ACTIVATION_BYTES = 4 * 2**30
 """Largest estimated activation memory of one member on a 512x512 tile."""
 
 
