@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bayescellseg.inference.fusion import inference_members
 from bayescellseg.inference.precision import (
     PRECISIONS,
     forward_precision,
@@ -272,12 +273,12 @@ def sample_tiles(
         raise ValueError(f"expected (h, w, {config.in_channels}) tiles, got {shape}")
     if any(image.shape != shape for image in images):
         raise ValueError("sample_tiles needs tiles of one shape")
-    members = members_of(model)
-    counts = samples_per_member(config, len(members), options.n_samples)
-    transforms = TTA_TRANSFORMS if options.tta else IDENTITY
     device = next(model.parameters()).device
     precision = resolve_precision(options.precision, device)
     prepare_model(model, precision)
+    members = inference_members(members_of(model), precision)
+    counts = samples_per_member(config, len(members), options.n_samples)
+    transforms = TTA_TRANSFORMS if options.tta else IDENTITY
     rows_per_batch = max(1, options.max_batch_pixels // (shape[0] * shape[1]))
     sums = _TileSums(len(images), sum(counts), shape[:2], device, options, len(transforms))
     groups = input_groups(len(images), transforms, shape[:2], rows_per_batch)
@@ -286,7 +287,7 @@ def sample_tiles(
         x = x.to(device)
         first = 0
         stochastic = config.is_stochastic and options.n_samples != 0
-        with sampling(model, stochastic), forward_precision(precision, device):
+        with sampling(nn.ModuleList(members), stochastic), forward_precision(precision, device):
             for member, count in zip(members, counts, strict=True):
                 seeds = [sample_seed(options.seed, first + i) for i in range(count)]
                 for group in groups:
