@@ -12,7 +12,11 @@ from skimage.segmentation import find_boundaries
 
 from bayescellseg.errors import InputError
 from bayescellseg.metrics.matching import dsb_score
-from bayescellseg.postprocess.watershed import WatershedParams, instances_from_maps
+from bayescellseg.postprocess.watershed import (
+    WatershedParams,
+    enclosed_background,
+    instances_from_maps,
+)
 from tests.synthetic import synthetic_labels
 
 
@@ -176,3 +180,14 @@ def test_ideal_maps_of_real_images_reconstruct_truth(dsb_root: Path) -> None:
         fg, contour = _maps(truth)
         scores.append(dsb_score(truth, instances_from_maps(fg, contour)))
     assert np.mean(scores) > 0.9
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_enclosed_background_equals_binary_fill_holes(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    background = ndi.binary_opening(rng.uniform(size=(70, 90)) > 0.45)  # many small holes
+    expected = ndi.binary_fill_holes(~background) & background
+    assert expected.any() and (background & ~expected).any()
+    np.testing.assert_array_equal(enclosed_background(background), expected)
+    assert not enclosed_background(np.zeros((5, 5), bool)).any()
+    assert not enclosed_background(np.ones((5, 5), bool)).any()
