@@ -11,6 +11,14 @@ Usage::
     python benchmarks/bench_predict.py --malloc default   # glibc's allocator untuned
     python benchmarks/bench_predict.py --samples --bundled 4096  # only the bundled model, 4096x4096
     python benchmarks/bench_predict.py --samples --bundled 2048 --diameter auto  # cost of auto
+    python benchmarks/bench_predict.py --samples --bundled 2048 --cellpose /tmp/cpvenv/bin/python
+
+``--bundled`` prints a side-by-side table of ``--precision`` (default fp32 and bf16): the whole
+``Segmenter.predict`` and the network alone (tiled sampling, no post-processing) in s/Mpx, peak
+RSS, and the time to write the outputs as TIFF (zlib at its default level and at level 1).
+``--cellpose PYTHON`` adds Cellpose's network (CPnet, default size, random weights: no download
+is possible and the weights do not change the cost) on the same image and threads, run by a
+Python that has cellpose installed (``benchmarks/cellpose_net.py``).
 
 ``--malloc tuned`` (the default) runs as the ``bayescellseg`` command does, with
 :func:`bayescellseg.malloc.keep_freed_memory`; ``default`` leaves glibc as it comes.
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -118,23 +127,150 @@ def _run_big(args: argparse.Namespace) -> dict:
     return _timed_predict(segmenter, image, n_samples=args.t)
 
 
-def _run_bundled(args: argparse.Namespace) -> dict:
-    """The bundled model's Segmenter on a bundled sample image tiled to size x size."""
+def _bundled_image(size: int):
+    """A bundled sample image tiled to size x size."""
     import numpy as np
-    import torch
 
-    _tune(args)
-    from bayescellseg.inference.segmenter import Segmenter
     from bayescellseg.io.dsb import read_dsb_sample
     from bayescellseg.samples import sample_root
 
-    torch.set_num_threads(args.threads)
-    segmenter = Segmenter.load()
     tile = read_dsb_sample(sample_root(), BUNDLED_SAMPLE).image
-    reps = (-(-args.size // tile.shape[0]), -(-args.size // tile.shape[1])) + (1,) * (tile.ndim - 2)
-    image = np.ascontiguousarray(np.tile(tile, reps)[: args.size, : args.size])
+    reps = (-(-size // tile.shape[0]), -(-size // tile.shape[1])) + (1,) * (tile.ndim - 2)
+    return np.ascontiguousarray(np.tile(tile, reps)[:size, :size])
+
+
+def _tiff_seconds(result, level: int | None) -> float:
+    """Seconds to write the labels and the six float32 maps as zlib TIFF (level None: the
+    default level, as ``predict`` writes them)."""
+    import numpy as np
+    import tifffile
+
+    extra = {} if level is None else {"compressionargs": {"level": level}}
+    arrays = [result.labels.astype(np.uint16)] + [
+        v.astype(np.float32) for v in result.maps().values()
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        for i, array in enumerate(arrays):
+            tifffile.imwrite(Path(tmp) / f"{i}.tif", array, compression="zlib", **extra)
+        return time.perf_counter() - start
+
+
+def _run_bundled(args: argparse.Namespace) -> dict:
+    """The bundled model's Segmenter on a bundled sample image tiled to size x size: the whole
+    prediction, then the network alone, then writing the outputs."""
+    import torch
+
+    _tune(args)
+    from bayescellseg.data.normalize import normalize
+    from bayescellseg.inference.sampling import SamplingOptions, sample_image
+    from bayescellseg.inference.segmenter import Segmenter, as_float_rgb
+
+    torch.set_num_threads(args.threads)
+    segmenter = Segmenter.load(precision=args.precision)
+    image = _bundled_image(args.size)
     diameter = None if args.diameter == "none" else args.diameter  # predict parses auto / pixels
-    return _timed_predict(segmenter, image, n_samples=None, diameter=diameter)
+    segmenter.predict(image[:256, :256], seed=0)  # warm-up (oneDNN kernels, fused copies)
+    start = time.perf_counter()
+    result = segmenter.predict(image, seed=0, diameter=diameter)
+    seconds = time.perf_counter() - start
+    rss = _peak_rss_mb()
+    normalised = normalize(as_float_rgb(image), mode=segmenter.config.normalization)
+    options = SamplingOptions(precision=segmenter.resolved_precision())
+    start = time.perf_counter()
+    sample_image(segmenter.model, segmenter.config, normalised, options, tile_size=512)
+    network = time.perf_counter() - start
+    mpx = image.shape[0] * image.shape[1] / 1e6
+    return {
+        "seconds": seconds,
+        "s_per_mpx": seconds / mpx,
+        "net_s_per_mpx": network / mpx,
+        "rss_mb": rss,
+        "n_nuclei": int(result.summary["n_nuclei"]),
+        "n_samples": int(result.summary["n_samples"]),
+        "precision": result.summary["precision"],
+        "tiff_default_s": _tiff_seconds(result, None),
+        "tiff_level1_s": _tiff_seconds(result, 1),
+    }
+
+
+def _run_cellpose(args: argparse.Namespace) -> dict | None:
+    """Cellpose's CPnet on the bundled image, run by ``args.cellpose`` (None if it fails)."""
+    import numpy as np
+
+    script = Path(__file__).with_name("cellpose_net.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "image.npy"
+        np.save(path, _bundled_image(args.bundled))
+        done = subprocess.run(
+            [args.cellpose, str(script), str(path), "--threads", str(args.threads)],
+            capture_output=True,
+            text=True,
+        )
+    if done.returncode != 0:
+        print(f"\nCellpose run failed:\n{done.stderr.strip()[-2000:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _print_bundled(args: argparse.Namespace) -> None:
+    """The side-by-side table of --bundled (one child process per precision)."""
+    rows = [
+        _child(
+            [
+                "--one-bundled",
+                str(args.bundled),
+                "--threads",
+                str(args.threads),
+                "--malloc",
+                args.malloc,
+                "--diameter",
+                args.diameter,
+                "--precision",
+                precision,
+            ]
+        )  # fmt: skip
+        for precision in args.precisions
+    ]
+    cellpose = _run_cellpose(args) if args.cellpose else None
+    load = os.getloadavg()
+    print(
+        f"\nbundled model on a {args.bundled}x{args.bundled} tiled sample, "
+        f"T={rows[0]['n_samples']}, diameter {args.diameter}, {args.threads} thread(s), "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end\n"
+    )
+    table = {
+        "whole predict, s/Mpx": [f"{r['s_per_mpx']:.2f}" for r in rows],
+        "network only, s/Mpx": [f"{r['net_s_per_mpx']:.2f}" for r in rows],
+        "peak RSS, MB": [f"{r['rss_mb']:.0f}" for r in rows],
+        "nuclei found": [str(r["n_nuclei"]) for r in rows],
+        "TIFF outputs, zlib default / level 1, s": [
+            f"{r['tiff_default_s']:.2f} / {r['tiff_level1_s']:.2f}" for r in rows
+        ],
+    }
+    header = [r["precision"] for r in rows]
+    if cellpose:
+        header.append(f"Cellpose {cellpose['cellpose']} CPnet")
+        extra = {"network only, s/Mpx": f"{cellpose['s_per_mpx']:.2f}"}
+        extra["peak RSS, MB"] = f"{cellpose['rss_mb']:.0f}"
+        for name, values in table.items():
+            values.append(extra.get(name, "-"))
+    print("| | " + " | ".join(header) + " |")
+    print("|---" * (len(header) + 1) + "|")
+    for name, values in table.items():
+        print(f"| {name} | " + " | ".join(values) + " |")
+    base = rows[0]
+    for r in rows[1:]:
+        print(
+            f"\n{r['precision']} vs {base['precision']}: whole predict "
+            f"{base['s_per_mpx'] / r['s_per_mpx']:.2f}x, network "
+            f"{base['net_s_per_mpx'] / r['net_s_per_mpx']:.2f}x faster"
+        )
+    for r in rows if cellpose else []:
+        print(
+            f"{r['precision']} whole predict takes {r['s_per_mpx'] / cellpose['s_per_mpx']:.2f}x "
+            "the time of Cellpose's network alone"
+        )
 
 
 def _child(cmd: list[str]) -> dict:
@@ -164,6 +300,13 @@ def main() -> None:
     parser.add_argument(
         "--diameter", default="none", help="for --bundled: none (default), auto or pixels"
     )
+    parser.add_argument(
+        "--precisions", nargs="+", default=["fp32", "bf16"], help="for --bundled: precisions"
+    )
+    parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cellpose", default=None, help="for --bundled: a Python with cellpose, to time CPnet"
+    )
     parser.add_argument("--one-bundled", dest="one_bundled", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -177,8 +320,9 @@ def main() -> None:
         return
     if args.one_bundled:
         ns = argparse.Namespace(
-            size=args.one_bundled, threads=args.threads, malloc=args.malloc, diameter=args.diameter
-        )
+            size=args.one_bundled, threads=args.threads, malloc=args.malloc,
+            diameter=args.diameter, precision=args.precision,
+        )  # fmt: skip
         print(json.dumps(_run_bundled(ns)))
         return
     if args.one_big:
@@ -232,16 +376,7 @@ def main() -> None:
         )
 
     if args.bundled:
-        r = _child(
-            ["--one-bundled", str(args.bundled), "--threads", str(args.threads),
-             "--malloc", args.malloc, "--diameter", args.diameter]
-        )  # fmt: skip
-        print(
-            f"\nbundled model on a {args.bundled}x{args.bundled} tiled sample, "
-            f"T={r['n_samples']}, diameter {args.diameter}, {args.threads} thread(s): "
-            f"{r['seconds']:.0f} s "
-            f"({r['s_per_mpx']:.2f} s/Mpx), peak RSS {r['rss_mb']:.0f} MB, {r['n_nuclei']} nuclei"
-        )
+        _print_bundled(args)
 
 
 if __name__ == "__main__":
