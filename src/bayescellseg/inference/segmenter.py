@@ -351,6 +351,13 @@ class Segmenter:
             samples = resize_samples(samples, normalised.shape[:2])
             params = params_at_scale(params, scale)
         del normalised  # large images: free it before the per-sample segmentations
+        extra = {"tta": bool(tta), "diameter": measured, "scale": scale}
+        return self._segment(samples, params, {**extra, "precision": options.precision})
+
+    def _segment(
+        self, samples: ImageSamples, params: WatershedParams, extra: dict[str, Any]
+    ) -> Result:
+        """Nuclei, their records and the image summary (plus ``n_samples`` and ``extra``)."""
         maps = samples.maps
         labels = instances_from_maps(maps.probability, maps.contour, params)
         map_dict = {
@@ -371,19 +378,11 @@ class Segmenter:
             sample_labels,
             self.review,
         )
-        summary_dict = {
-            **summary.to_dict(),
-            "n_samples": n_total,
-            "tta": bool(tta),
-            "diameter": measured,
-            "scale": scale,
-            "precision": options.precision,
-        }
         return Result(
             **{f.name: getattr(maps, f.name) for f in fields(UncertaintyMaps)},
             labels=labels,
             nuclei=records,
-            summary=summary_dict,
+            summary={**summary.to_dict(), "n_samples": n_total, **extra},
         )
 
 
