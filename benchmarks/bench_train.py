@@ -3,9 +3,10 @@
 Measures optimiser steps (forward + loss + backward + AdamW step) on 256 x 256 patches, the same
 step the trainer runs (``bayescellseg.train.trainer``), and prints markdown tables:
 
-1. every method at base width 16 and 32 (fixed settings);
-2. a sweep of ``channels_last`` on / off and ``torch.set_num_threads`` (1 vs all cores) on one
-   method, to choose the trainer's defaults.
+1. every method at base width 16 and 32, in fp32 and with bf16 autocast (fp32 master weights
+   and loss, as the trainer runs it), both channels-last (the trainer's default);
+2. a sweep of precision, ``channels_last`` on / off and ``torch.set_num_threads`` (1 vs all
+   cores) on one method, to choose the trainer's defaults.
 
 ``--malloc default tuned`` measures each configuration with glibc's allocator as it comes and
 as ``bayescellseg`` tunes it (:mod:`bayescellseg.malloc`); the default is ``tuned``, what the
@@ -20,6 +21,8 @@ installed, else ``ru_maxrss``) is its own. Usage::
     python benchmarks/bench_train.py --steps 5 --widths 32 --device cuda
     python benchmarks/bench_train.py --batch 8 --widths 16 --methods deterministic \
         --malloc default tuned --no-sweep
+    python benchmarks/bench_train.py --batch 8 --widths 16 --methods "ensemble member" \
+        --precisions fp32 bf16 --steps 5
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     b, c = spec["batch"], spec["crop"]
     x = torch.rand(b, 3, c, c, device=device).contiguous(memory_format=fmt)
     y = (torch.rand(b, 2, c, c, device=device) > 0.7).float()
-    amp = device.type == "cuda"
+    amp = device.type == "cuda" or spec.get("precision", "fp32") == "bf16"
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -160,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-widths", type=int, nargs="+", default=[16])
     parser.add_argument("--no-sweep", action="store_true")
     parser.add_argument(
+        "--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+        help="fp32, and/or bf16 autocast (the trainer's default on CPUs with native bf16)",
+    )  # fmt: skip
+    parser.add_argument(
         "--malloc", nargs="+", default=["tuned"], choices=["default", "tuned"],
         help="glibc allocator as it comes and/or as bayescellseg tunes it",
     )  # fmt: skip
@@ -179,13 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     for width in args.widths:
         for method in args.methods:
             for malloc in args.malloc:
-                spec = {**base, "method": method, "width": width, "channels_last": False,
-                        "threads": args.threads or cores, "malloc": malloc}  # fmt: skip
-                rows.append(_run_isolated(spec))
-                print(f"  measured {method} / {width} / {malloc}: "
-                      f"{rows[-1]['patches_per_s']:.2f} patches/s", file=sys.stderr)  # fmt: skip
+                for precision in args.precisions:
+                    spec = {**base, "method": method, "width": width, "channels_last": True,
+                            "threads": args.threads or cores, "malloc": malloc,
+                            "precision": precision}  # fmt: skip
+                    rows.append(_run_isolated(spec))
+                    print(f"  measured {method} / {width} / {malloc} / {precision}: "
+                          f"{rows[-1]['patches_per_s']:.2f} patches/s", file=sys.stderr)  # fmt: skip
     mem_col = ("peak GPU MiB", "peak_gpu_mib", ".0f") if args.device != "cpu" else None
     cols = [("method", "method", "s"), ("width", "width", "d"), ("malloc", "malloc", "s"),
+            ("precision", "precision", "s"),
             ("params (M)", "params_m", ".2f"),
             ("patches/s (best step)", "patches_per_s", ".2f"),
             ("patches/s (mean)", "mean_patches_per_s", ".2f"),
@@ -196,18 +206,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sweep = []
     for width in args.sweep_widths:
-        for channels_last in (False, True):
-            for threads in sorted({1, cores}):
-                spec = {**base, "method": args.sweep_method, "width": width,
-                        "channels_last": channels_last, "threads": threads}  # fmt: skip
-                sweep.append(_run_isolated(spec))
+        for precision in args.precisions:
+            for channels_last in (False, True):
+                for threads in sorted({1, cores}):
+                    spec = {**base, "method": args.sweep_method, "width": width,
+                            "channels_last": channels_last, "threads": threads,
+                            "precision": precision}  # fmt: skip
+                    sweep.append(_run_isolated(spec))
     print(f"\n## Sweep: {args.sweep_method}\n")
-    print(_table(sweep, [("width", "width", "d"), ("channels_last", "channels_last", ""),
+    print(_table(sweep, [("width", "width", "d"), ("precision", "precision", "s"),
+                         ("channels_last", "channels_last", ""),
                          ("threads", "threads", "d"), ("patches/s", "patches_per_s", ".2f"),
                          ("peak RSS MiB", "peak_mib", ".0f")]))  # fmt: skip
     for width in args.sweep_widths:
         best = max((r for r in sweep if r["width"] == width), key=lambda r: r["patches_per_s"])
-        print(f"\nfastest at width {width}: channels_last={best['channels_last']}, "
+        print(f"\nfastest at width {width}: {best['precision']}, "
+              f"channels_last={best['channels_last']}, "
               f"threads={best['threads']} ({best['patches_per_s']:.2f} patches/s)")  # fmt: skip
     return 0
 

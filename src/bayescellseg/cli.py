@@ -12,11 +12,11 @@ from bayescellseg.errors import BayesCellSegError
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
-    from bayescellseg.io.check import check_dataset, format_report
+    from bayescellseg.io.check import check_dataset, format_reports
 
-    report = check_dataset(args.path)
-    print(format_report(report))
-    return 1 if report.problems else 0
+    reports = [check_dataset(path) for path in args.path]
+    print(format_reports(reports))
+    return 1 if any(r.problems for r in reports) else 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -162,6 +162,7 @@ _TRAIN_OVERRIDES = {
     "channels_last",
     "init_from",
     "brightfield_share",
+    "scale_range",
 }
 
 
@@ -197,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="inspect datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     check = data_sub.add_parser("check", help="summarise a dataset folder and list its problems")
-    check.add_argument("path", type=Path, help="DSB2018 layout or folder of images + label images")
+    check.add_argument(
+        "path", type=Path, nargs="+", help="DSB2018 layouts or folders of images + label images"
+    )
     check.set_defaults(func=_cmd_data_check)
 
     tr = sub.add_parser("train", help="train a Bayesian U-Net")
@@ -267,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="fraction of training crops drawn from brightfield/H&E images (default: by count)",
     )
+    tr.add_argument(
+        "--scale-range", dest="scale_range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+        help="random zoom of the training crops (default 0.75 1.33; 0.5 2 for size robustness)",
+    )  # fmt: skip
     tr.add_argument("--lr", type=float)
     tr.add_argument("--seed", type=int)
     tr.add_argument("--device", help="cpu (default), cuda, cuda:1, ...")

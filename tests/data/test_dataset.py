@@ -20,6 +20,7 @@ from bayescellseg.data.dataset import (
     load_samples,
     pad_mirrored,
 )
+from bayescellseg.data.normalize import normalization_params
 from bayescellseg.errors import InputError
 from bayescellseg.io.dsb import Sample
 from tests.synthetic import synthetic_image, synthetic_labels
@@ -227,16 +228,12 @@ def test_brightfield_share_draws_that_fraction_of_crops() -> None:
     fluo = [_sample((64, 64), 10 + k) for k in range(4)]
     bf = _sample((64, 64), 20, brightfield=True)
     bright = Sample(id="bf", image=bf.image, labels=np.zeros_like(bf.labels), source=Path("bf"))
+    kinds = [normalization_params(s.image)[2] for s in [*fluo, bright]]
+    assert kinds == ["fluorescence"] * 4 + ["brightfield"]
+    weights = imaging_type_weights(kinds, 0.5)
     data = CropDataset(
-        [*fluo, bright],
-        crop=32,
-        seed=0,
-        length=300,
-        augment=False,
-        fg_bias=1.0,
-        brightfield_share=0.5,
+        [*fluo, bright], crop=32, seed=0, length=300, augment=False, fg_bias=1.0, weights=weights
     )
-    assert [n[2] for n in data.norm] == ["fluorescence"] * 4 + ["brightfield"]
     np.testing.assert_allclose(data.probabilities, [0.125] * 4 + [0.5])
     from_bright = np.mean([not bool(data[i][1][0].any()) for i in range(300)])
     assert 0.4 < from_bright < 0.6, from_bright
@@ -244,8 +241,6 @@ def test_brightfield_share_draws_that_fraction_of_crops() -> None:
         [*fluo, bright], crop=32, seed=0, length=300, augment=False, fg_bias=1.0
     )
     assert np.mean([not bool(round_robin[i][1][0].any()) for i in range(300)]) == 0.2
-    with pytest.raises(ValueError, match="not both"):
-        CropDataset(fluo, weights=[1.0] * 4, brightfield_share=0.5)
 
 
 def test_dataloader_workers_reproduce_items() -> None:

@@ -111,3 +111,84 @@ def test_bundled_split_covers_real_data(dsb_root: Path) -> None:
     assert sum(c["n"] for c in stored["strata"].values()) == 670
     colour = sum(c["n"] for k, c in stored["strata"].items() if k.startswith("colour/"))
     assert colour == 108
+
+
+# ----------------------------------------------------------------------------- per-source splits
+
+
+def test_group_split_keeps_groups_together_and_is_deterministic() -> None:
+    from bayescellseg.data.split import make_group_split
+
+    ids = [f"p{g:02d}_{i}" for g in range(11) for i in range(g % 4 + 2)]  # 11 groups, 2-5 each
+    groups = {i: i.split("_")[0] for i in ids}
+    split = make_group_split(ids, groups, 0.2, seed=0, salt="tnbc")
+    assert set(split["train"]) | set(split["val"]) == set(ids)
+    assert not set(split["train"]) & set(split["val"])
+    val_groups = {groups[i] for i in split["val"]}
+    train_groups = {groups[i] for i in split["train"]}
+    assert val_groups and train_groups and not val_groups & train_groups
+    target = round(len(ids) * 0.2)
+    assert abs(len(split["val"]) - target) <= 3  # whole groups of 2-5 images
+    # the same inputs in another order, the same result; another seed, another split
+    assert make_group_split(list(reversed(ids)), groups, 0.2, seed=0, salt="tnbc") == split
+    others = [make_group_split(ids, groups, 0.2, seed=s, salt="tnbc") for s in range(1, 6)]
+    assert any(o != split for o in others)
+
+
+def test_group_split_never_puts_every_group_in_validation() -> None:
+    from bayescellseg.data.split import make_group_split
+
+    groups = {"a": "g1", "b": "g1", "c": "g2"}
+    split = make_group_split(list(groups), groups, 0.9, seed=0)
+    assert split["train"] and split["val"]
+
+
+def test_split_one_source_stratifies_and_handles_tiny_sources() -> None:
+    from bayescellseg.data.split import split_one_source
+
+    ids = [f"g{i:02d}" for i in range(40)] + [f"c{i:02d}" for i in range(10)]
+    strata = ["grey/256x256"] * 40 + ["colour/256x256"] * 10
+    split = split_one_source("lab", ids, strata, None, 0.2, seed=1)
+    assert sum(i.startswith("g") for i in split["val"]) == 8
+    assert sum(i.startswith("c") for i in split["val"]) == 2
+    assert split == split_one_source("lab", ids, strata, None, 0.2, seed=1)
+    assert split_one_source("lab", ["only"], ["grey/x"], None, 0.2, 0) == {
+        "train": ["only"],
+        "val": [],
+    }
+    four = split_one_source("lab", list("abcd"), ["grey/x"] * 4, None, 0.2, 0)
+    assert len(four["val"]) == 1 and len(four["train"]) == 3
+    two = split_one_source("lab", ["a", "b"], ["grey/x"] * 2, None, 0.9, 0)
+    assert len(two["train"]) >= 1
+
+
+def test_bundled_split_is_used_only_for_dsb2018_ids() -> None:
+    from bayescellseg.data.split import bundled_split_for
+
+    bundled = load_split()
+    ids = sorted(bundled["train"] + bundled["val"])
+    assert bundled_split_for(ids) == bundled
+    fewer = ids[6:]  # the corrected labels drop 6 images
+    restricted = bundled_split_for(fewer)
+    assert restricted is not None and set(restricted["val"]) <= set(bundled["val"])
+    assert set(restricted["train"]) | set(restricted["val"]) == set(fewer)
+    assert bundled_split_for(["img0", "img1"]) is None
+    assert bundled_split_for(ids[:100]) is None  # a subset of DSB2018 is split afresh
+
+
+def test_split_ids_for_reads_both_formats(tmp_path: Path) -> None:
+    from bayescellseg.data.split import split_ids_for
+
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"train": ["a"], "val": ["b"]}))
+    assert split_ids_for(plain, tmp_path / "anything", "val") == ["b"]
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    doc = {"format": 2, "sources": {"lab": {"path": str(folder), "train": ["x"], "val": ["y"]}}}
+    own = tmp_path / "split.json"
+    own.write_text(json.dumps(doc))
+    assert split_ids_for(own, folder, "train") == ["x"]
+    with pytest.raises(InputError, match="not a source of the split"):
+        split_ids_for(own, tmp_path / "other", "val")
+    with pytest.raises(InputError, match="unknown split part"):
+        split_ids_for(own, folder, "test")

@@ -90,3 +90,86 @@ def test_train_command_end_to_end(tmp_path, capsys) -> None:
     status = main([*fine_tune[:4], str(tmp_path / "t2"), *fine_tune[5:], "--base-channels", "8"])
     assert status == 2
     assert "base_channels=8 (the folder has 4)" in capsys.readouterr().err
+
+
+TINY = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--crop", "32",
+        "--base-channels", "4", "--depth", "2", "--method", "mc_dropout", "--num-threads", "1"]  # fmt: skip
+
+
+def test_train_on_a_plain_folder_without_split_then_predict_and_fine_tune(tmp_path, capsys):
+    from tests.data.test_sources import write_folder
+
+    data = write_folder(tmp_path / "my_4_images", 4, size=(40, 40))
+    out = tmp_path / "m"
+    assert main(["train", "--data", str(data), "--out", str(out), *TINY]) == 0
+    split = json.loads((out / "split.json").read_text())["sources"]["my_4_images"]
+    assert len(split["train"]) == 3 and len(split["val"]) == 1
+    training = load_model(out).extras["training"]
+    assert training["split_file"] == "split.json"
+    assert training["sources"]["my_4_images"]["crop_share"] == 1.0
+    pred = tmp_path / "pred"
+    image = data / "images" / "img0.png"
+    assert main(["predict", str(image), "--model", str(out), "--out", str(pred)]) == 0
+    assert (pred / "img0_labels.tif").is_file()
+    # fine-tuning from the trained folder, with the small-data defaults
+    tuned = tmp_path / "m2"
+    args = ["train", "--data", str(data), "--out", str(tuned), "--init-from", str(out),
+            "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--crop", "64",
+            "--num-threads", "1"]  # fmt: skip
+    assert main(args) == 0  # crops larger than the 40x40 images are mirror-padded
+    stored = json.loads((tuned / "training_config.json").read_text())
+    assert stored["lr"] == 2e-4 and stored["warmup_fraction"] == 0.1  # fine-tuning defaults
+    # evaluate --split val scores exactly the model's own validation images
+    report = tmp_path / "report"
+    status = main(["evaluate", "--model", str(out), "--data", str(data), "--split", "val",
+                   "--out", str(report)])  # fmt: skip
+    assert status == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["overall"]["n_images"] == 1
+    rows = (report / "per_image.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[1] for r in rows] == split["val"]
+
+
+def test_train_on_two_sources_logs_per_source_validation(tmp_path, capsys, caplog):
+    caplog.set_level("INFO", logger="bayescellseg")
+    from tests.data.test_sources import write_folder
+
+    lab = write_folder(tmp_path / "lab", 5, size=(40, 40))
+    tnbc = write_folder(tmp_path / "tnbc", 5, size=(40, 48), seed=30)
+    (tnbc / "index.tsv").write_text(
+        "id\tpatient\n" + "".join(f"img{k}\tp{k // 2}\n" for k in range(5))
+    )
+    out = tmp_path / "m3"
+    args = ["train", "--data", str(lab), str(tnbc), "--out", str(out), *TINY,
+            "--source-weight", "tnbc=0.5"]  # fmt: skip
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "lab dsb" in captured.out and "tnbc dsb" in captured.out
+    assert "grouped by 'patient'" in caplog.text
+    header = (out / "train_log.csv").read_text().splitlines()[0].split(",")
+    for column in ("val_dsb/lab", "val_ap50/lab", "val_dice/lab", "val_dsb/tnbc"):
+        assert column in header
+    doc = json.loads((out / "split.json").read_text())["sources"]
+    assert doc["tnbc"]["crop_share"] == 0.5 and doc["lab"]["crop_share"] == 0.5
+    val_patients = {k // 2 for k in range(5) if f"img{k}" in doc["tnbc"]["val"]}
+    train_patients = {k // 2 for k in range(5) if f"img{k}" in doc["tnbc"]["train"]}
+    assert val_patients and not val_patients & train_patients
+
+
+def test_bad_training_folder_stops_before_training_with_the_list(tmp_path, capsys):
+    import tifffile
+
+    from tests.data.test_sources import write_folder
+
+    data = write_folder(tmp_path / "lab", 4, size=(40, 40))
+    tifffile.imwrite(data / "labels" / "img1.tif", np.zeros((40, 40), np.uint16))
+    out = tmp_path / "m"
+    assert main(["train", "--data", str(data), "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "img1.tif" in err and "no nuclei" in err and "--skip-bad" in err
+    assert not (out / "weights.safetensors").exists()
+    assert main(["train", "--data", str(data), "--out", str(out), *TINY, "--skip-bad"]) == 0
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    assert main(["train", "--data", str(empty), "--out", str(tmp_path / "m9"), *TINY]) == 2
+    assert "no dataset found" in capsys.readouterr().err

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from bayescellseg.data.augment import SCALE_RANGE, random_scale
 from bayescellseg.data.augment import augment as augment_pair
-from bayescellseg.data.augment import random_scale
 from bayescellseg.data.normalize import apply_normalization, is_colour, normalization_params
 from bayescellseg.data.targets import make_targets
 from bayescellseg.errors import InputError
@@ -322,10 +322,9 @@ class CropDataset(Dataset):
         seed: Base seed.
         length: Items per epoch; None = ``len(samples)``.
         fg_bias: Probability that a crop is centred near a random nucleus pixel.
-        weights: Optional per-sample sampling weights (e.g. image area); None = round robin.
-        brightfield_share: Draw this fraction of the crops from brightfield/H&E images and the
-            rest from fluorescence images (see :func:`imaging_type_weights`); None = round
-            robin. Not together with ``weights``.
+        weights: Optional per-sample sampling weights (e.g. source shares, or
+            :func:`imaging_type_weights` for a brightfield share); None = round robin.
+        scale_range: Range of the random zoom ``s`` (log-uniform; > 1 enlarges nuclei).
     """
 
     def __init__(
@@ -337,7 +336,7 @@ class CropDataset(Dataset):
         length: int | None = None,
         fg_bias: float = 0.7,
         weights: Sequence[float] | None = None,
-        brightfield_share: float | None = None,
+        scale_range: tuple[float, float] = SCALE_RANGE,
     ) -> None:
         if not samples:
             raise ValueError("CropDataset needs at least one sample")
@@ -345,6 +344,9 @@ class CropDataset(Dataset):
             raise ValueError(f"crop must be at least 8 pixels, got {crop}")
         if not 0.0 <= fg_bias <= 1.0:
             raise ValueError(f"fg_bias must be in [0, 1], got {fg_bias}")
+        if not 0.0 < scale_range[0] <= scale_range[1]:
+            raise ValueError(f"scale_range must be 0 < low <= high, got {scale_range}")
+        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
         self.samples = list(samples)
         self.crop = int(crop)
         self.augment = augment
@@ -364,10 +366,6 @@ class CropDataset(Dataset):
             p[2] == "brightfield" and is_colour(s.image)
             for p, s in zip(self.norm, self.samples, strict=True)
         ]
-        if brightfield_share is not None:
-            if weights is not None:
-                raise ValueError("give weights or brightfield_share, not both")
-            self.probabilities = imaging_type_weights([n[2] for n in self.norm], brightfield_share)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose crops ``__getitem__`` returns."""
@@ -376,18 +374,24 @@ class CropDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def _pick(self, rng: np.random.Generator, index: int) -> int:
+        if self.probabilities is None:
+            return index % len(self.samples)
+        return int(rng.choice(len(self.samples), p=self.probabilities))
+
+    def image_index(self, index: int) -> int:
+        """Which sample item ``index`` of the current epoch is cropped from (no crop is made)."""
+        return self._pick(np.random.default_rng([self.seed, self.epoch, int(index)]), index)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} items")
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-        if self.probabilities is None:
-            i = index % len(self.samples)
-        else:
-            i = int(rng.choice(len(self.samples), p=self.probabilities))
+        i = self._pick(rng, index)
         sample = self.samples[i]
         size = self.crop
         if self.augment:
-            size = max(1, round(self.crop / random_scale(rng)))
+            size = max(1, round(self.crop / random_scale(rng, self.scale_range)))
         image, labels = crop_window(sample.image, sample.labels, size, rng, self.fg_bias)
         if self.augment:
             image, labels = augment_pair(

@@ -148,6 +148,8 @@ def _add_sample(report: DatasetReport, sample: Sample) -> None:
     report.sizes[f"{height}x{width}"] += 1
     report.imaging_types[imaging_type(sample.image)] += 1
     report.nuclei_per_image[sample.id] = _n_nuclei(sample.labels)
+    if report.nuclei_per_image[sample.id] == 0:
+        report.problems.append(f"{sample.source}: label image holds no nuclei (all background)")
     report.n_overlap_pixels += sample.n_overlap_pixels
     report.n_images_with_overlap += int(sample.n_overlap_pixels > 0)
 
@@ -269,3 +271,18 @@ def format_report(report: DatasetReport) -> str:
     else:
         lines.append("\nNo problems found.")
     return "\n".join(lines)
+
+
+def format_reports(reports: list[DatasetReport]) -> str:
+    """Every report (:func:`format_report`), then, for several, one line per source."""
+    parts = [format_report(r) for r in reports]
+    if len(reports) < 2:
+        return "\n".join(parts)
+    header = f"{'source':<24} {'images':>7} {'usable':>7} {'nuclei':>8} {'problems':>9}"
+    lines = ["", "Per source:", header]
+    for r in reports:
+        lines.append(
+            f"{r.path.name[:24]:<24} {r.n_images:>7} {r.n_readable:>7} {r.nuclei_total:>8,} "
+            f"{len(r.problems):>9}"
+        )
+    return "\n\n".join(parts) + "\n" + "\n".join(lines)

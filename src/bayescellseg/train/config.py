@@ -83,6 +83,8 @@ class TrainConfig:
         progress: Show a tqdm progress bar.
         brightfield_share: Fraction of the training crops drawn from brightfield/H&E images
             (``None`` = every image equally often, so their share is their count's).
+        scale_range: Range of the random zoom of the training crops (log-uniform; 2 = nuclei
+            twice as large), for robustness to the nucleus size.
         init_from: Model folder whose weights start the run (fine-tuning or a longer schedule),
             or ``"bundled"`` for the bundled model. Its architecture becomes ``model``;
             ``None`` = random initialisation.
@@ -118,6 +120,7 @@ class TrainConfig:
     n_train: int | None = None
     progress: bool = True
     brightfield_share: float | None = None
+    scale_range: tuple[float, float] | list[float] = (0.75, 1.33)
     init_from: str | None = None
 
     def __post_init__(self) -> None:
@@ -143,6 +146,11 @@ class TrainConfig:
             problems.append("brightfield_share must be in (0, 1)")
         if not 0.0 <= self.val_fraction < 1.0:
             problems.append("val_fraction must be in [0, 1)")
+        scale = list(self.scale_range) if isinstance(self.scale_range, (list, tuple)) else []
+        if len(scale) != 2 or not 0 < float(scale[0]) <= float(scale[1]):
+            problems.append("scale_range must be [low, high] with 0 < low <= high")
+        else:
+            self.scale_range = [float(scale[0]), float(scale[1])]
         if self.kl_anneal_epochs < 0:
             problems.append("kl_anneal_epochs must be >= 0")
         if problems:

@@ -50,7 +50,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from bayescellseg.data.dataset import CropDataset
+from bayescellseg.data.dataset import CropDataset, imaging_type_weights
+from bayescellseg.data.normalize import imaging_type
 from bayescellseg.data.sizes import median_diameter
 from bayescellseg.data.sources import SourceSpec, parse_source
 from bayescellseg.errors import InputError
@@ -539,6 +540,14 @@ def _fit_all(run: _Run, state: dict[str, Any] | None) -> None:
         _refresh_training_extras(run, metrics, best_epoch=int(best["epoch"]))
 
 
+def _crop_weights(run: _Run) -> Sequence[float] | None:
+    """The run's sampling weights, or the brightfield share's when ``fit`` got none."""
+    if run.weights is not None or run.config.brightfield_share is None:
+        return run.weights
+    kinds = [imaging_type(s.image) for s in run.train_samples]
+    return imaging_type_weights(kinds, run.config.brightfield_share).tolist()
+
+
 def _best_row(history: list[dict[str, Any]]) -> dict[str, Any]:
     """The epoch whose weights were exported: first highest val DSB, or the last without val."""
     if any(math.isnan(r["val_dsb"]) for r in history):
@@ -580,8 +589,8 @@ def _fit_member(
         augment=config.augment,
         seed=seed,
         length=length,
-        weights=run.weights,
-        brightfield_share=config.brightfield_share if run.weights is None else None,
+        weights=_crop_weights(run),
+        scale_range=tuple(config.scale_range),
     )  # the whole run; see _EpochIndices
     who = f"member {k + 1}/{n_members}" if n_members > 1 else "training"
     bar = tqdm(
