@@ -18,6 +18,7 @@ import json
 import math
 import resource
 import time
+from importlib import metadata
 
 import numpy as np
 import torch
@@ -62,8 +63,6 @@ def main() -> None:
         for i in range(0, len(tiles), BATCH):
             net(torch.from_numpy(np.ascontiguousarray(np.stack(tiles[i : i + BATCH]))))
         seconds = time.perf_counter() - start
-    import cellpose
-
     print(
         json.dumps(
             {
@@ -71,7 +70,7 @@ def main() -> None:
                 "seconds": seconds,
                 "n_tiles": len(tiles),
                 "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                "cellpose": getattr(cellpose, "__version__", "?"),
+                "cellpose": metadata.version("cellpose"),
                 "torch": torch.__version__,
             }
         )
