@@ -33,6 +33,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     stored = Path(args.out) / "training_config.json"
     if args.resume and config_path is None and stored.is_file():
         config_path = stored  # resume with the run's own settings (flags may still override)
+    if args.train_precision != "auto":
+        overrides["amp"] = args.train_precision == "bf16"
     specs = build_sources(
         args.data, args.val_data, args.train_data, args.labels, args.groups, args.source_weight
     )
@@ -273,6 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--scale-range", dest="scale_range", type=float, nargs=2, metavar=("LOW", "HIGH"),
         help="random zoom of the training crops (default 0.75 1.33; 0.5 2 for size robustness)",
+    )  # fmt: skip
+    tr.add_argument(
+        "--precision", dest="train_precision", choices=["auto", "fp32", "bf16"], default="auto",
+        help="bf16 autocast with fp32 weights, or fp32 (auto: bf16 on CUDA and on CPUs with "
+        "native bf16)",
     )  # fmt: skip
     tr.add_argument("--lr", type=float)
     tr.add_argument("--seed", type=int)

@@ -151,8 +151,8 @@ def train(
     if data is not None:
         items = [data] if isinstance(data, (str, Path, SourceSpec)) else list(data)
         specs = [d if isinstance(d, SourceSpec) else parse_source(d) for d in items]
-        resolved = [replace(s, path=str(Path(s.path).resolve())) for s in specs]
-        config = replace(config, sources=[s.to_dict() for s in resolved])
+        config = replace(config, sources=[s.to_dict() for s in specs])
+    config = replace(config, sources=[_absolute(d) for d in config.sources])
     if resume:
         config = _resumed_config(out_dir, config)
     else:
@@ -161,6 +161,13 @@ def train(
     prepared = prepare_data(config, out_dir, resume)
     return fit(prepared.train, prepared.val, config, out_dir, resume, True, prepared.provenance,
                prepared.weights)  # fmt: skip
+
+
+def _absolute(source: dict[str, Any]) -> dict[str, Any]:
+    """A source with absolute paths, so that the stored config works from any folder."""
+    spec = SourceSpec.from_dict(source)
+    paths = {k: getattr(spec, k) for k in ("path", "labels", "groups")}
+    return replace(spec, **{k: str(Path(v).resolve()) for k, v in paths.items() if v}).to_dict()
 
 
 def fit(
