@@ -16,14 +16,14 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # for tests.*
 
-from bayescellseg.train import trainer  # noqa: E402
+from bayescellseg.train import members, trainer  # noqa: E402
 from tests.train.helpers import synthetic_samples, tiny_config  # noqa: E402
 
 
 def main(out: Path) -> None:
     rank = int(os.environ["RANK"])
     seen: list[int] = []
-    real_loader, real_fit_member = trainer._loader, trainer._fit_member
+    real_loader, real_fit_member = members.loader, members.fit_member
 
     def recording_loader(dataset, epoch, config, rt):  # noqa: ANN001, ANN202
         loader = real_loader(dataset, epoch, config, rt)
@@ -35,7 +35,7 @@ def main(out: Path) -> None:
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         torch.save({"model": state, "seen": seen}, out / f"rank{rank}.pt")
 
-    trainer._loader, trainer._fit_member = recording_loader, saving_fit_member
+    members.loader, members.fit_member = recording_loader, saving_fit_member
     cfg = tiny_config(epochs=2, steps_per_epoch=2)
     trainer.fit(synthetic_samples(4), synthetic_samples(1, size=40, seed=50), cfg, out / "model")
 

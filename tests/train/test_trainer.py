@@ -12,7 +12,7 @@ import torch
 from bayescellseg.data.sizes import median_diameter
 from bayescellseg.errors import InputError
 from bayescellseg.model.store import load_model, update_extras
-from bayescellseg.train import trainer
+from bayescellseg.train import members, steps
 from bayescellseg.train.history import LOG_COLUMNS
 from bayescellseg.train.trainer import fit
 from bayescellseg.train.validation import validate
@@ -100,19 +100,19 @@ def test_resume_after_crash_is_bit_exact(tmp_path, data, monkeypatch) -> None:
     fit(data[0], data[1], cfg, tmp_path / "straight")
     straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
 
-    real_report = trainer.report_epoch
+    real_report = members.report_epoch
 
     def crash_in_epoch_2(row, n_members):  # dies after training epoch 2, before its checkpoint
         if row["epoch"] == 2:
             raise _Crash
         real_report(row, n_members)
 
-    monkeypatch.setattr(trainer, "report_epoch", crash_in_epoch_2)
+    monkeypatch.setattr(members, "report_epoch", crash_in_epoch_2)
     with pytest.raises(_Crash):
         fit(data[0], data[1], cfg, tmp_path / "resumed")
     half = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
     assert half["epoch"] == 1  # the crashed epoch is lost, nothing else
-    monkeypatch.setattr(trainer, "report_epoch", real_report)
+    monkeypatch.setattr(members, "report_epoch", real_report)
     fit(data[0], data[1], cfg, tmp_path / "resumed", resume=True)
     resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
 
@@ -175,18 +175,18 @@ def test_ensemble_members_resume_and_load(tmp_path, data, monkeypatch) -> None:
         steps_per_epoch=2,
     )
     fit(data[0], data[1], cfg, tmp_path / "straight")
-    real_report = trainer.report_epoch
+    real_report = members.report_epoch
 
     def crash_in_member_2(row, n_members):
         if row["member"] == 1:
             raise _Crash
         real_report(row, n_members)
 
-    monkeypatch.setattr(trainer, "report_epoch", crash_in_member_2)
+    monkeypatch.setattr(members, "report_epoch", crash_in_member_2)
     with pytest.raises(_Crash):
         fit(data[0], data[1], cfg, tmp_path / "resumed")
     assert not (tmp_path / "resumed" / "weights.safetensors").exists()
-    monkeypatch.setattr(trainer, "report_epoch", real_report)
+    monkeypatch.setattr(members, "report_epoch", real_report)
     fit(data[0], data[1], cfg, tmp_path / "resumed", resume=True)
 
     a, b = load_model(tmp_path / "straight"), load_model(tmp_path / "resumed")
@@ -228,7 +228,7 @@ def test_validate_scores_a_perfect_predictor(data) -> None:
 def test_schedules_warm_up_peak_and_decay(kind: str) -> None:
     cfg = tiny_config(scheduler=kind, epochs=4, steps_per_epoch=25, lr=0.1, warmup_fraction=0.1)
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
-    sched = trainer._make_scheduler(opt, cfg)
+    sched = steps.make_scheduler(opt, cfg)
     lrs = []
     for _ in range(100):
         lrs.append(opt.param_groups[0]["lr"])
@@ -242,10 +242,10 @@ def test_schedules_warm_up_peak_and_decay(kind: str) -> None:
 
 def test_kl_weight_ramps_linearly_to_its_final_value() -> None:
     cfg = tiny_config(kl_weight=0.5, kl_anneal_epochs=2, steps_per_epoch=5)
-    weights = [trainer._kl_weight(cfg, s) for s in range(12)]
+    weights = [steps.kl_weight(cfg, s) for s in range(12)]
     assert weights[0] == pytest.approx(0.05) and weights[4] == pytest.approx(0.25)
     assert weights[9:] == [0.5, 0.5, 0.5]
-    assert trainer._kl_weight(tiny_config(kl_anneal_epochs=0, kl_weight=0.3), 0) == 0.3
+    assert steps.kl_weight(tiny_config(kl_anneal_epochs=0, kl_weight=0.3), 0) == 0.3
 
 
 def test_init_from_starts_with_the_folder_weights(tmp_path, data, monkeypatch) -> None:
@@ -263,11 +263,11 @@ def test_init_from_starts_with_the_folder_weights(tmp_path, data, monkeypatch) -
         seen.setdefault("state", {k: v.clone() for k, v in args[1].state_dict().items()})
         return original(*args, **kwargs)
 
-    original = trainer._train_epoch
-    monkeypatch.setattr(trainer, "_train_epoch", spy)
+    original = members.train_epoch
+    monkeypatch.setattr(members, "train_epoch", spy)
     fine_tune = tiny_config(epochs=1, steps_per_epoch=1, init_from=str(first))
     fit(data[0], [], fine_tune, tmp_path / "ft")
-    monkeypatch.setattr(trainer, "_train_epoch", original)
+    monkeypatch.setattr(members, "train_epoch", original)
     assert _same_state(seen["state"], start)
     init = load_model(tmp_path / "ft").extras["training"]["init_from"]
     digest = hashlib.sha256((first / "weights.safetensors").read_bytes()).hexdigest()
