@@ -141,8 +141,14 @@ def _read_pair(sample_id: str, image: Path, labels: Path, source: Path) -> Sampl
     return Sample(id=sample_id, image=img, labels=lab, source=source)
 
 
-def _pairs(spec: SourceSpec, root: Path, notes: list[str]) -> list[tuple[str, Path, Path | None]]:
-    """``(id, image, label file or None)`` for every image of the source."""
+def list_pairs(
+    spec: SourceSpec, root: Path, notes: list[str]
+) -> list[tuple[str, Path, Path | None]]:
+    """``(id, image, label file or None)`` for every image of the source that has labels.
+
+    The label file is None for a DSB sample folder read with its own masks; images without a
+    label image are left out and counted in ``notes``.
+    """
     override = Path(spec.labels) if spec.labels is not None else None
     if override is not None and not override.is_dir():
         raise InputError(override, f"label folder of source {spec.name!r} not found")
@@ -274,7 +280,7 @@ def load_source(
     """
     root = Path(spec.path)
     notes: list[str] = []
-    items = _pairs(spec, root, notes)
+    items = list_pairs(spec, root, notes)
     if not items:
         raise InputError(root, f"source {spec.name!r} holds no image with a label image")
     samples, problems = _load_all(spec, root, items, cache_dir, workers)
@@ -377,7 +383,7 @@ def build_sources(
 def sample_refs(spec: SourceSpec) -> list[SampleRef]:
     """Lazy references to every image of a source that has a label image, sorted by id."""
     root = Path(spec.path)
-    items = _pairs(spec, root, [])
+    items = list_pairs(spec, root, [])
     return [SampleRef(item[0], partial(_load_one, spec, root, item)) for item in items]
 
 
