@@ -7,6 +7,10 @@ convolution's weights and bias, and the ReLU runs as oneDNN's fused post-op
 (``torch.ops.mkldnn._convolution_pointwise``, the kernel ``torch.compile`` uses on CPU), so a
 conv block is two kernels instead of six.
 
+Autocast runs bilinear up-sampling in float32 on CPU, so the decoder would up-sample, then
+concatenate float32 with bf16 skips, then cast back; the copy's decoder up-samples and
+concatenates in bf16 instead (:class:`BF16Decoder`; the kernel accumulates in float32).
+
 The fused copy is made once per member and weight state (it is rebuilt when a weight changes
 in place, e.g. by an optimiser step) and is used only for ``bf16`` on CPU; fp32 always runs the
 model itself, unchanged. Convolutions not followed by a batch norm (variational layers, group
@@ -19,8 +23,11 @@ import copy
 import weakref
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from bayescellseg.model.unet import Decoder
 
 
 def fusion_available() -> bool:
@@ -62,6 +69,20 @@ class FusedConv2d(nn.Module):
         )  # fmt: skip
 
 
+class BF16Decoder(Decoder):
+    """A :class:`~bayescellseg.model.unet.Decoder` that up-samples and concatenates in bf16."""
+
+    def stage(self, j: int, h: Tensor, skip: Tensor) -> Tensor:
+        """As :meth:`Decoder.stage`, with the up-sampling and concatenation outside autocast."""
+        if skip.shape[0] != h.shape[0]:
+            skip = skip.repeat(h.shape[0] // skip.shape[0], 1, 1, 1)
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            h = h.to(torch.bfloat16)
+            h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            h = torch.cat([h, skip.to(torch.bfloat16)], dim=1)
+        return self.blocks[j](h)
+
+
 def _fuse_sequential(seq: nn.Sequential) -> None:
     """Replace every (Conv2d, BatchNorm2d[, ReLU]) run in ``seq`` by a :class:`FusedConv2d`."""
     names = list(seq._modules)
@@ -87,6 +108,8 @@ def fused_copy(member: nn.Module) -> nn.Module:
     for module in list(fused.modules()):
         if isinstance(module, nn.Sequential):
             _fuse_sequential(module)
+        if type(module) is Decoder:
+            module.__class__ = BF16Decoder
     return fused
 
 
