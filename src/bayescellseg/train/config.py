@@ -24,11 +24,11 @@ RESUMABLE_FIELDS = frozenset(
 
 # Defaults of a fine-tuning run (``init_from`` set) on a few images, where the user or the
 # config file does not choose: a tenth of the from-scratch learning rate, short epochs, and
-# enough of them that 4-20 images are each seen many times (2,000 crops per member).
+# enough of them that 4-20 images are each seen many times (800 crops per member).
 FINETUNE_DEFAULTS: dict[str, Any] = {
     "lr": 2e-4,
     "epochs": 10,
-    "steps_per_epoch": 25,
+    "steps_per_epoch": 10,
     "warmup_fraction": 0.1,
 }
 
