@@ -62,11 +62,14 @@ def main() -> int:
     parser.add_argument("--out", required=True, help="parent folder of the fp32/ and bf16/ runs")
     parser.add_argument("--tolerance", type=float, default=0.005)
     parser.add_argument("--reuse", action="store_true", help="compare existing runs only")
+    parser.add_argument(
+        "--runs", nargs="+", default=["fp32", "bf16"], help="precisions to (re)run (default both)"
+    )
     args = parser.parse_args()
 
     seconds = {}
     if not args.reuse:
-        for precision in ("fp32", "bf16"):
+        for precision in args.runs:
             seconds[precision] = _evaluate(args, precision)
     runs = {
         p: json.loads((Path(args.out) / p / "metrics.json").read_text()) for p in ("fp32", "bf16")
@@ -86,7 +89,7 @@ def main() -> int:
         ok &= within or not checked
         verdict = ("yes" if within else "**no**") if checked else "(not checked)"
         print(f"| {label} | {a:.4f} | {b:.4f} | {b - a:+.4f} | {verdict} |")
-    if seconds:
+    if len(seconds) == 2:
         print(
             f"| evaluate wall time, s | {seconds['fp32']:.0f} | {seconds['bf16']:.0f} | "
             f"{seconds['bf16'] / seconds['fp32']:.2f}x | |"

@@ -7,6 +7,7 @@ import torch
 
 from bayescellseg.inference.fusion import (
     BF16Decoder,
+    FP32Head,
     FusedConv2d,
     fusion_available,
     inference_members,
@@ -36,7 +37,7 @@ def test_fused_copy_matches_the_member() -> None:
     assert fused is not model
     kinds = [type(m) for m in fused.modules()]
     assert FusedConv2d in kinds and torch.nn.BatchNorm2d not in kinds
-    assert isinstance(fused.decoder, BF16Decoder)
+    assert isinstance(fused.decoder, BF16Decoder) and isinstance(fused.head, FP32Head)
     x = torch.randn(2, 3, 32, 40)
     with torch.inference_mode():
         expected = torch.sigmoid(model(x))
