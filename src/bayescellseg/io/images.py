@@ -294,9 +294,14 @@ def read_label_image(path: str | Path) -> np.ndarray:
 
 
 def write_tiff(path: str | Path, array: np.ndarray, overwrite: bool = False) -> None:
-    """Write ``array`` as a zlib-compressed TIFF, atomically."""
+    """Write ``array`` as a zlib-compressed TIFF (level 1), atomically.
+
+    Level 1 instead of zlib's default 6: on 2048x2048 float32 maps it writes about 1.5x faster
+    and the files are 2 % larger (float maps barely compress at any level;
+    ``benchmarks/bench_predict.py --bundled``).
+    """
     with atomic_path(path, overwrite) as tmp:
-        tifffile.imwrite(tmp, np.asarray(array), compression="zlib")
+        tifffile.imwrite(tmp, np.asarray(array), compression="zlib", compressionargs={"level": 1})
 
 
 def write_png(path: str | Path, array: np.ndarray, overwrite: bool = False) -> None:
