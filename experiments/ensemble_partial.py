@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
 
+from bayescellseg.data.sizes import median_diameter
+from bayescellseg.data.split import SPLIT_FILE
 from bayescellseg.model.build import build_model
 from bayescellseg.model.config import ModelConfig
 from bayescellseg.model.store import read_model_config, save_model
 from bayescellseg.train.checkpoint import load_checkpoint
 from bayescellseg.train.config import TrainConfig
+from bayescellseg.train.prepare import prepare_data
 
 #: Training extras copied from the single run: what the split checks of calibrate/evaluate read.
 PROVENANCE = ("data_root", "split_file", "split_sha256", "n_train_images")
@@ -40,14 +44,27 @@ def finished_members(run: Path, epochs: int) -> set[int]:
     return {k for k, n in counts.items() if n >= epochs}
 
 
+def _source(single: Path | None, run: Path, config: TrainConfig) -> dict:
+    """Provenance and nucleus diameter: from ``single``, or from the run's ``split.json``."""
+    if single is not None:
+        return read_model_config(single)[1]
+    split = run / SPLIT_FILE
+    data = prepare_data(config, run, resume=True)  # reads the stored split, rewrites it as is
+    diameter = median_diameter(s.labels for s in data.train)
+    training = {**data.provenance, "split_sha256": hashlib.sha256(split.read_bytes()).hexdigest()}
+    return {"training": training, "nucleus_diameter": round(diameter, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="ensemble training run folder")
     parser.add_argument("--members", type=int, required=True, help="how many members to keep")
     parser.add_argument("--out", type=Path, required=True, help="new model folder")
     parser.add_argument(
-        "--single", type=Path, required=True, help="model folder of member 0's single run"
-    )
+        "--single", type=Path, default=None,
+        help="model folder of member 0's single run (default: the run's own split.json; "
+        "the nucleus diameter is then measured on its training images)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     doc = json.loads((args.run / "training_config.json").read_text())
@@ -55,8 +72,8 @@ def main() -> None:
     model_cfg = ModelConfig.from_dict(doc["model"])
     if model_cfg.method != "ensemble":
         raise SystemExit(f"{args.run}: not an ensemble run (method {model_cfg.method!r})")
-    if not 2 <= args.members <= model_cfg.n_members:
-        raise SystemExit(f"--members must be between 2 and {model_cfg.n_members}")
+    if not 1 <= args.members <= model_cfg.n_members:
+        raise SystemExit(f"--members must be between 1 and {model_cfg.n_members}")
     done = finished_members(args.run, config.epochs)
     small = model_cfg.replace(n_members=args.members)
     model = build_model(small, seed=config.seed)
@@ -68,7 +85,7 @@ def main() -> None:
         state = load_checkpoint(path)
         member.load_state_dict(state["model"])
         best_epochs.append(state.get("epoch"))
-    _, source = read_model_config(args.single)
+    source = _source(args.single, args.run, config)
     provenance = {k: source["training"][k] for k in PROVENANCE if k in source["training"]}
     extras: dict = {
         "training": {

@@ -92,3 +92,14 @@ def test_no_sources_and_doubled_names_are_refused(tmp_path: Path) -> None:
     doubled = _sources(("lab", lab, "split"), ("lab", lab, "val"))
     with pytest.raises(InputError, match="two sources are named 'lab'"):
         prepare_data(tiny_config(sources=doubled), tmp_path / "m", resume=False)
+
+
+def test_resume_rewrites_split_json_unchanged(tmp_path: Path) -> None:
+    lab = write_folder(tmp_path / "lab", 6)
+    config = tiny_config(sources=_sources(("lab", lab, "split")))
+    out = tmp_path / "m"
+    first = prepare_data(config, out, resume=False)
+    before = (out / SPLIT_FILE).read_text()
+    again = prepare_data(config, out, resume=True)
+    assert (out / SPLIT_FILE).read_text() == before
+    assert again.provenance["split_sha256"] == first.provenance["split_sha256"]

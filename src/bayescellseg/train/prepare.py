@@ -141,7 +141,7 @@ def _given_split(path: Path, loaded: Sequence[LoadedSource]) -> dict[str, dict[s
         out[src.spec.name] = {
             "train": [i for i in entry["train"] if i in present],
             "val": [i for i in entry["val"] if i in present],
-            "method": f"given ({path.name})",
+            "method": entry.get("method") or f"given ({path.name})",
         }
         if not keep:
             raise InputError(path, f"no image of source {src.spec.name!r} is in the split file")
