@@ -1,0 +1,52 @@
+"""Per-source table of ``evaluate`` reports: one row per model, DSB / AP50 / Dice per source.
+
+    python experiments/per_source_table.py runs/heldout_report_ensemble16 \
+        runs/heldout_report_generalist16_m1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _row(report: Path) -> tuple[list[str], dict[str, dict]]:
+    metrics = json.loads((report / "metrics.json").read_text())
+    datasets = metrics["datasets"]
+    return list(datasets), {n: d for n, d in datasets.items()} | {"all": metrics["overall"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("reports", type=Path, nargs="+", help="evaluate report folders")
+    args = parser.parse_args()
+    names, _ = _row(args.reports[0])
+    cols = [*names, "all"]
+    print("| model | " + " | ".join(f"{c} DSB / AP50 / Dice" for c in cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for report in args.reports:
+        _, rows = _row(report)
+        cells = []
+        for c in cols:
+            seg = rows[c]["segmentation"]
+            cells.append(f"{seg['dsb']:.3f} / {seg['ap50']:.3f} / {seg['dice']:.3f} "
+                         f"(n={rows[c]['n_images']})")  # fmt: skip
+        print(f"| {report.name} | " + " | ".join(cells) + " |")
+    print("\n| model | " + " | ".join(f"{c} nucleus AUROC / Spearman" for c in cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for report in args.reports:
+        _, rows = _row(report)
+        cells = [_uq(rows[c]) for c in cols]
+        print(f"| {report.name} | " + " | ".join(cells) + " |")
+
+
+def _uq(entry: dict) -> str:
+    unc = entry.get("uncertainty", {})
+    auroc = unc.get("nucleus", {}).get("auroc")
+    rho = unc.get("image", {}).get("spearman_uncertainty_dsb")
+    return " / ".join("-" if v is None else f"{v:.3f}" for v in (auroc, rho))
+
+
+if __name__ == "__main__":
+    main()
