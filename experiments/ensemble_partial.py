@@ -75,10 +75,11 @@ def main() -> None:
     if not 1 <= args.members <= model_cfg.n_members:
         raise SystemExit(f"--members must be between 1 and {model_cfg.n_members}")
     done = finished_members(args.run, config.epochs)
-    small = model_cfg.replace(n_members=args.members)
+    one = args.members == 1  # a single network: the member itself, without dropout
+    small = model_cfg.replace(n_members=args.members, method="deterministic" if one else "ensemble")
     model = build_model(small, seed=config.seed)
     best_epochs = []
-    for k, member in enumerate(model.members):
+    for k, member in enumerate([model] if one else model.members):
         path = args.run / "checkpoints" / f"member_{k}_best.pt"
         if k not in done or not path.exists():
             raise SystemExit(f"{args.run}: member {k} has not finished training")
