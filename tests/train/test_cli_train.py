@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from bayescellseg.cli import main
 from bayescellseg.model.store import load_model
-from tests.synthetic import synthetic_image, synthetic_labels
-
-
-def _write_dsb(root: Path, ids: list[str]) -> None:
-    for i, sample_id in enumerate(ids):
-        labels = synthetic_labels((40, 40), n=3, seed=i, radius=(4.0, 7.0))
-        image = (synthetic_image(labels, seed=i) * 255).astype(np.uint8)
-        (root / sample_id / "images").mkdir(parents=True)
-        (root / sample_id / "masks").mkdir()
-        Image.fromarray(image).save(root / sample_id / "images" / f"{sample_id}.png")
-        for lab in np.unique(labels)[1:]:
-            mask = ((labels == lab) * 255).astype(np.uint8)
-            Image.fromarray(mask).save(root / sample_id / "masks" / f"m{lab:03d}.png")
+from tests.data.test_sources import write_dsb
 
 
 def test_train_command_end_to_end(tmp_path, capsys) -> None:
     root = tmp_path / "dsb"
-    _write_dsb(root, ["a", "b", "c", "d", "e"])
+    write_dsb(root, ["a", "b", "c", "d", "e"])
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"train": ["a", "b", "c"], "val": ["e", "d"]}))
     config = tmp_path / "train.json"
@@ -65,7 +51,7 @@ def test_train_command_end_to_end(tmp_path, capsys) -> None:
 
     # a folder that is not this split's data is refused before training
     other = tmp_path / "other"
-    _write_dsb(other, ["x"])
+    write_dsb(other, ["x"])
     status = main(["train", "--data", str(other), "--out", str(tmp_path / "m2"), "--config",
                    str(config)])  # fmt: skip
     assert status == 2

@@ -33,8 +33,8 @@ from bayescellseg.data.split import DEFAULT_SPLIT, SPLIT_FILE, read_source_split
 from bayescellseg.errors import InputError
 from bayescellseg.io.datasets import SampleRef, detect_layout
 from bayescellseg.io.dsb import Sample, image_path, list_dsb_ids
-from bayescellseg.io.folders import scan_folder
-from bayescellseg.io.images import LABEL_SUFFIXES, read_image, read_label_image
+from bayescellseg.io.folders import read_folder_sample, scan_folder
+from bayescellseg.io.images import LABEL_SUFFIXES
 from bayescellseg.settings import from_user_dict
 
 ROLES = ("split", "train", "val")
@@ -128,19 +128,6 @@ def _label_file(folder: Path, sample_id: str) -> Path | None:
     return None
 
 
-def _read_pair(sample_id: str, image: Path, labels: Path, source: Path) -> Sample:
-    """One image and its label image, checked for the problems training cannot live with."""
-    img = read_image(image)
-    lab = read_label_image(labels)
-    if lab.shape != img.shape[:2]:
-        raise InputError(
-            labels,
-            f"label image size {lab.shape[1]}x{lab.shape[0]} differs from the image's "
-            f"{img.shape[1]}x{img.shape[0]} ({image.name})",
-        )
-    return Sample(id=sample_id, image=img, labels=lab, source=source)
-
-
 def list_pairs(
     spec: SourceSpec, root: Path, notes: list[str]
 ) -> list[tuple[str, Path, Path | None]]:
@@ -177,7 +164,7 @@ def _load_one(spec: SourceSpec, root: Path, item: tuple[str, Path, Path | None])
     if labels is None:  # a DSB sample folder: decoded once, then read from the cache
         sample = load_samples(root, [sample_id], workers=1)[0]
     else:
-        sample = _read_pair(sample_id, image, labels, image)
+        sample = dataclasses.replace(read_folder_sample(image, labels), id=sample_id)
     if not sample.labels.any():
         raise InputError(labels or image, "label image holds no nuclei (all background)")
     return sample
