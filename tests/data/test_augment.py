@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage
+from skimage.color import rgb_from_hed
 
-from bayescellseg.data.augment import augment, dihedral, photometric, rescale_pair
+from bayescellseg.data.augment import augment, dihedral, photometric, rescale_pair, stain_jitter
 from bayescellseg.data.normalize import is_colour
 from tests.synthetic import synthetic_image, synthetic_labels
 
@@ -109,3 +110,17 @@ def test_rescale_pair_shapes_and_errors() -> None:
     assert img.shape == (30, 50, 3) and lab.shape == (30, 50) and lab.dtype == np.uint32
     with pytest.raises(ValueError, match="need image"):
         augment(image[..., 0], labels, np.random.default_rng(0))
+
+
+def test_stain_jitter_identity_and_change() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0.05, 1.0, size=(16, 16, 3)).astype(np.float32)
+    same = stain_jitter(image, np.ones(3), np.zeros(3))
+    np.testing.assert_allclose(same, image, atol=1e-5)
+    # adding haematoxylin multiplies each channel by its transmission 1e-6 ** (shift * H's colour)
+    more_h = stain_jitter(image, np.ones(3), np.array([0.05, 0.0, 0.0]))
+    transmission = 1e-6 ** (0.05 * rgb_from_hed[0])
+    np.testing.assert_allclose(more_h, image * transmission, atol=1e-5)
+    assert more_h.dtype == np.float32
+    white = np.ones((4, 4, 3), np.float32)
+    np.testing.assert_allclose(stain_jitter(white, np.array([2.0, 2.0, 2.0]), np.zeros(3)), white)

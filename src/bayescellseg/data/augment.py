@@ -3,7 +3,8 @@
 Geometric transforms (the 8 dihedral flips / rotations and a rescale) move image and labels
 together; labels are resampled with nearest neighbour (``order=0``) so they stay integer.
 Photometric transforms (gamma, contrast, brightness, blur, noise and, for colour images only,
-per-channel gains and saturation) touch the image only. Everything works on the *raw* image in
+a stain jitter in haematoxylin-eosin-DAB space, per-channel gains and saturation) touch the
+image only. Everything works on the *raw* image in
 [0, 1]; normalisation comes afterwards, as at inference.
 """
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+from skimage.color import hed_from_rgb, rgb_from_hed
 
 from bayescellseg.data.normalize import is_colour
 
@@ -26,6 +28,8 @@ CHANNEL_GAIN_RANGE = (0.85, 1.15)
 SATURATION_RANGE = (0.7, 1.3)
 BLUR_PROBABILITY, BLUR_SIGMA_MAX = 0.2, 1.0
 NOISE_PROBABILITY, NOISE_SIGMA_MAX = 0.3, 0.02
+HED_PROBABILITY, HED_SCALE_SIGMA, HED_SHIFT_SIGMA = 0.8, 0.1, 0.02
+_OD_LOG_MIN = math.log(1e-6)  # optical density is normalised so that a transmission of 1e-6 is 1
 
 
 def random_scale(rng: np.random.Generator, scale_range: tuple[float, float] = SCALE_RANGE) -> float:
@@ -66,6 +70,28 @@ def rescale_pair(
     return np.clip(img, 0.0, 1.0).astype(np.float32), lab
 
 
+def stain_jitter(image: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Scale and shift the haematoxylin, eosin and DAB amounts of a colour image.
+
+    The colour deconvolution of Ruifrok and Johnston (the matrices of ``skimage.color.rgb2hed``)
+    without its clipping at zero, so that ``scale = 1, shift = 0`` gives the image back exactly;
+    stain augmentation as in Tellez et al. (2018), "Whole-slide mitosis detection in H&E breast
+    histology using PHH3 as a reference to train distilled stain-invariant CNNs".
+
+    Args:
+        image: (H, W, 3) float image in [0, 1].
+        scale: (3,) factors for the H, E and D amounts.
+        shift: (3,) offsets added to the H, E and D amounts (normalised optical density).
+
+    Returns:
+        New (H, W, 3) float32 image in [0, 1].
+    """
+    density = np.log(np.clip(image.astype(np.float64), 1e-6, 1.0)) / _OD_LOG_MIN
+    stains = density @ hed_from_rgb * scale + shift
+    out = np.exp((stains @ rgb_from_hed) * _OD_LOG_MIN)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 def photometric(image: np.ndarray, rng: np.random.Generator, colour: bool) -> np.ndarray:
     """Random gamma, contrast, brightness, blur, noise (+ colour jitter when ``colour``).
 
@@ -74,7 +100,8 @@ def photometric(image: np.ndarray, rng: np.random.Generator, colour: bool) -> np
     Args:
         image: (H, W, 3) float image in [0, 1].
         rng: Random generator.
-        colour: Apply per-channel gains and saturation changes (stain / white-balance variation).
+        colour: Apply a stain jitter (``stain_jitter``), per-channel gains and saturation changes
+            (stain / white-balance variation).
 
     Returns:
         New (H, W, 3) float32 image in [0, 1].
@@ -85,6 +112,9 @@ def photometric(image: np.ndarray, rng: np.random.Generator, colour: bool) -> np
     mean = float(img.mean())
     img = (img - mean) * rng.uniform(*CONTRAST_RANGE) + mean + rng.uniform(*BRIGHTNESS_RANGE)
     if colour:
+        if rng.random() < HED_PROBABILITY:
+            scale = rng.normal(1.0, HED_SCALE_SIGMA, size=3).clip(0.5, 1.5)
+            img = stain_jitter(img, scale, rng.normal(0.0, HED_SHIFT_SIGMA, size=3))
         grey = img.mean(axis=-1, keepdims=True)
         img = grey + (img - grey) * rng.uniform(*SATURATION_RANGE)
         img = img * rng.uniform(*CHANNEL_GAIN_RANGE, size=3).astype(np.float32)
