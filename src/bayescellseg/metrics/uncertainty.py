@@ -3,7 +3,9 @@
 Pixel level: AUROC / AUPR of the uncertainty for the label "this pixel is wrong", the
 Uncertainty-Error Overlap (UEO) and the QU-BraTS filtering scores. Nucleus level: AUROC of
 the nucleus uncertainty for "this predicted nucleus has no true match". Image level: Spearman
-correlation with the image score and retention (referral) curves.
+correlation with the image score and retention (referral) curves. The ranking scores live in
+:mod:`bayescellseg.metrics.ranking`, the retention curves in :mod:`bayescellseg.metrics.retention`;
+both are re-exported here.
 
 Higher uncertainty is always taken to mean "more likely wrong".
 """
@@ -15,7 +17,33 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from scipy import integrate, stats
+
+from bayescellseg.metrics.ranking import (
+    aupr,
+    auroc,
+    auroc_and_aupr,
+    mean_height,
+    nucleus_error_auroc,
+    spearman,
+)
+from bayescellseg.metrics.retention import RetentionCurve, retention_curve
+
+__all__ = [
+    "QUBRATS_THRESHOLDS",
+    "ErrorDetection",
+    "QUBraTSScores",
+    "RetentionCurve",
+    "UEOCurve",
+    "aupr",
+    "auroc",
+    "best_ueo",
+    "error_detection",
+    "normalize_uncertainty",
+    "nucleus_error_auroc",
+    "qubrats_scores",
+    "retention_curve",
+    "spearman",
+]  # the ranking scores and retention curves live in metrics.ranking / metrics.retention
 
 QUBRATS_THRESHOLDS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
 """Uncertainty thresholds (on [0, 1]) of the QU-BraTS score, from keep-all to keep-certain."""
@@ -71,128 +99,6 @@ class QUBraTSScores:
     score: float
 
 
-@dataclass(frozen=True)
-class RetentionCurve:
-    """Mean image score when the most uncertain images are referred to an expert.
-
-    Attributes:
-        fractions: Referred fractions ``f`` in [0, 1), ascending.
-        model: Score with the model's uncertainty ordering (most uncertain referred first).
-        random: Expected score with a random ordering.
-        oracle: Score with the ideal ordering (worst-scoring referred first).
-        auc_model: Mean height of ``model`` over ``f`` (trapezoid area / range of ``f``).
-        auc_random: Same for ``random``.
-        auc_oracle: Same for ``oracle``.
-        n_images: Number of images.
-        referred_score: ``None`` if the curve is the mean over kept images, else the score
-            assumed for each referred image.
-    """
-
-    fractions: np.ndarray
-    model: np.ndarray
-    random: np.ndarray
-    oracle: np.ndarray
-    auc_model: float
-    auc_random: float
-    auc_oracle: float
-    n_images: int
-    referred_score: float | None
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-friendly dict."""
-        return {
-            "fractions": self.fractions.tolist(),
-            "model": self.model.tolist(),
-            "random": self.random.tolist(),
-            "oracle": self.oracle.tolist(),
-            "auc_model": self.auc_model,
-            "auc_random": self.auc_random,
-            "auc_oracle": self.auc_oracle,
-            "n_images": self.n_images,
-            "referred_score": self.referred_score,
-        }
-
-
-def _scores_labels(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat float64 scores and bool labels, validated."""
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    y = np.asarray(labels).reshape(-1)
-    if s.shape != y.shape:
-        raise ValueError(f"scores and labels differ in size: {s.size} vs {y.size}")
-    if not np.all(np.isfinite(s)):
-        raise ValueError("scores must be finite")
-    if y.dtype != bool:
-        if y.size and not np.all((y == 0) | (y == 1)):
-            raise ValueError("labels must be binary (bool or 0/1)")
-        y = y.astype(bool)
-    return s, y
-
-
-def _tie_groups(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positives and negatives per distinct score, from the highest score down (one sort)."""
-    order = np.argsort(-s)
-    s_sorted, y_sorted = s[order], y[order]
-    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
-    pos = np.add.reduceat(y_sorted.astype(np.int64), starts)
-    size = np.diff(np.r_[starts, s_sorted.size])
-    return pos, size - pos
-
-
-def _auroc_from_groups(pos: np.ndarray, neg: np.ndarray) -> float:
-    n_pos, n_neg = int(pos.sum()), int(neg.sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    pos_above = np.cumsum(pos) - pos
-    wins = np.sum(neg * (pos_above + 0.5 * pos))
-    return float(wins / (float(n_pos) * float(n_neg)))
-
-
-def _aupr_from_groups(pos: np.ndarray, neg: np.ndarray) -> float:
-    n_pos, n_neg = int(pos.sum()), int(neg.sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    tp = np.cumsum(pos).astype(np.float64)
-    called = np.cumsum(pos + neg).astype(np.float64)
-    return float(np.sum((pos / n_pos) * (tp / called)))
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for the positive class ``labels == 1``.
-
-    The rank (Mann-Whitney U) statistic: ``AUROC = (R_pos - n_pos (n_pos + 1) / 2) /
-    (n_pos n_neg)`` where ``R_pos`` is the sum of the ranks of the positives with ties given
-    their average rank, i.e. the fraction of (positive, negative) pairs where the positive
-    scores higher, a tie counting 1/2. It is evaluated from one sort, grouping tied scores.
-
-    Args:
-        scores: Higher = more likely positive (e.g. uncertainty for "is an error").
-        labels: Binary labels of the same size.
-
-    Returns:
-        AUROC in [0, 1]; nan when the labels are all positive or all negative (undefined).
-    """
-    return _auroc_from_groups(*_tie_groups(*_scores_labels(scores, labels)))
-
-
-def aupr(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Average precision (area under the precision-recall curve, step-wise).
-
-    ``AP = sum_k (R_k - R_{k-1}) P_k`` over the distinct score values in decreasing order,
-    where ``P_k`` and ``R_k`` are the precision and recall when every sample with a score
-    ``>=`` the k-th value is called positive (tied scores enter together; the definition of
-    scikit-learn's ``average_precision_score``). A random ranking gives about the positive
-    prevalence.
-
-    Args:
-        scores: Higher = more likely positive.
-        labels: Binary labels of the same size.
-
-    Returns:
-        AP in [0, 1]; nan when the labels are all positive or all negative (uninformative).
-    """
-    return _aupr_from_groups(*_tie_groups(*_scores_labels(scores, labels)))
-
-
 def _binary_mask(mask: np.ndarray, name: str) -> np.ndarray:
     """``mask > 0`` for bool/integer masks (float masks must be 0/1)."""
     arr = np.asarray(mask)
@@ -241,8 +147,7 @@ def error_detection(
     if max_samples is not None and u.size > max_samples:
         pick = np.random.default_rng(seed).choice(u.size, size=int(max_samples), replace=False)
         u, err = u[pick], err[pick]
-    pos, neg = _tie_groups(*_scores_labels(u, err))
-    return ErrorDetection(_auroc_from_groups(pos, neg), _aupr_from_groups(pos, neg))
+    return ErrorDetection(*auroc_and_aupr(u, err))
 
 
 def normalize_uncertainty(
@@ -345,16 +250,6 @@ def best_ueo(
     return float(curve.ueo[k]), float(curve.thresholds[k])
 
 
-def _auc_over(x: np.ndarray, y: np.ndarray) -> float:
-    """Trapezoid area of y(x) for any monotone x, divided by the range of x (mean height)."""
-    order = np.argsort(x)
-    xs, ys = x[order], y[order]
-    span = xs[-1] - xs[0]
-    if span <= 0:
-        return float(ys.mean())
-    return float(integrate.trapezoid(ys, xs) / span)
-
-
 def qubrats_scores(
     uncertainty: np.ndarray,
     pred_fg: np.ndarray,
@@ -416,7 +311,7 @@ def qubrats_scores(
         kept_tn = int(np.count_nonzero(tn_all & keep))
         ftn.append(0.0 if n_tn == 0 else (n_tn - kept_tn) / n_tn)
     dice_a, ftp_a, ftn_a = (np.asarray(v, np.float64) for v in (dice, ftp, ftn))
-    auc_d, auc_p, auc_n = (_auc_over(ths, v) for v in (dice_a, ftp_a, ftn_a))
+    auc_d, auc_p, auc_n = (mean_height(ths, v) for v in (dice_a, ftp_a, ftn_a))
     return QUBraTSScores(
         thresholds=ths,
         dice=dice_a,
@@ -426,128 +321,4 @@ def qubrats_scores(
         auc_ftp=auc_p,
         auc_ftn=auc_n,
         score=(auc_d + (1.0 - auc_p) + (1.0 - auc_n)) / 3.0,
-    )
-
-
-def nucleus_error_auroc(nucleus_uncertainty: np.ndarray, has_match: np.ndarray) -> float:
-    """AUROC of nucleus uncertainty for "this predicted nucleus has no true match".
-
-    The positive class is ``~has_match`` (no true nucleus with IoU > 0.5, e.g.
-    ``MatchResult.pred_has_match``), so 1.0 means every unmatched nucleus is more uncertain
-    than every matched one.
-
-    Args:
-        nucleus_uncertainty: One uncertainty per predicted nucleus.
-        has_match: Boolean per predicted nucleus, same order.
-
-    Returns:
-        AUROC in [0, 1]; nan if all nuclei are matched or none is.
-    """
-    labels = np.asarray(has_match).reshape(-1)
-    if labels.dtype != bool and labels.size and not np.all((labels == 0) | (labels == 1)):
-        raise ValueError("has_match must be boolean (or 0/1)")
-    return auroc(nucleus_uncertainty, ~labels.astype(bool))
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman rank correlation, ignoring pairs where either value is nan.
-
-    Args:
-        x: First variable (e.g. image uncertainty).
-        y: Second variable of the same size (e.g. image DSB score).
-
-    Returns:
-        rho in [-1, 1]; nan with fewer than 3 complete pairs or a constant variable.
-    """
-    a = np.asarray(x, dtype=np.float64).reshape(-1)
-    b = np.asarray(y, dtype=np.float64).reshape(-1)
-    if a.size != b.size:
-        raise ValueError(f"x and y differ in size: {a.size} vs {b.size}")
-    ok = ~(np.isnan(a) | np.isnan(b))
-    a, b = a[ok], b[ok]
-    if a.size < 3 or np.all(a == a[0]) or np.all(b == b[0]):
-        return float("nan")
-    return float(stats.spearmanr(a, b).statistic)
-
-
-def _expected_kept_sums(order_key: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Expected sum of the ``k`` values with the smallest keys, k = 0..n, ties broken at random.
-
-    Within a group of tied keys every member is equally likely to be kept, so each value is
-    replaced by its group mean before the prefix sums.
-    """
-    order = np.argsort(order_key, kind="stable")
-    keys, vals = order_key[order], values[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    group_sum = np.add.reduceat(vals, starts)
-    group_size = np.diff(np.r_[starts, keys.size])
-    smoothed = np.repeat(group_sum / group_size, group_size)
-    return np.r_[0.0, np.cumsum(smoothed)]
-
-
-def retention_curve(
-    uncertainty: np.ndarray,
-    scores: np.ndarray,
-    fractions: Sequence[float] | np.ndarray | None = None,
-    referred_score: float | None = None,
-) -> RetentionCurve:
-    """Retention (referral) curves: image quality after referring the most uncertain images.
-
-    For a referred fraction ``f`` of ``n`` images, ``k = floor(f n)`` images are referred and
-    the curve value is the mean score of the ``n - k`` images kept (``referred_score=None``,
-    the usual definition), or ``(sum of kept scores + k * referred_score) / n`` when referred
-    images are assumed to be corrected by the expert (e.g. ``referred_score=1.0``).
-    Orderings: *model* refers the highest uncertainty first (ties: expected value over a
-    random tie order); *random* is the expectation over random orders (the flat mean for the
-    usual definition); *oracle* refers the lowest scores first. Each AUC is the trapezoid area
-    over ``f`` divided by the range of ``f`` (a mean height; the random AUC equals the mean
-    score). A useful uncertainty gives ``auc_random < auc_model <= auc_oracle``.
-
-    Args:
-        uncertainty: One uncertainty per image (higher = less trustworthy).
-        scores: One quality score per image (e.g. DSB score), same order.
-        fractions: Referred fractions in [0, 1); default ``k / n`` for ``k = 0..n-1``.
-        referred_score: None, or the score credited to each referred image.
-
-    Returns:
-        A :class:`RetentionCurve`.
-
-    Raises:
-        ValueError: If the sizes differ, there is no image, a value is not finite or a fraction
-            is outside [0, 1).
-    """
-    u = np.asarray(uncertainty, dtype=np.float64).reshape(-1)
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if u.size != s.size:
-        raise ValueError(f"uncertainty and scores differ in size: {u.size} vs {s.size}")
-    n = u.size
-    if n == 0:
-        raise ValueError("retention_curve needs at least one image")
-    if not (np.all(np.isfinite(u)) and np.all(np.isfinite(s))):
-        raise ValueError("uncertainty and scores must be finite")
-    f = np.arange(n) / n if fractions is None else np.asarray(fractions, np.float64).reshape(-1)
-    if f.size == 0 or np.any(f < 0) or np.any(f >= 1):
-        raise ValueError("fractions must be a non-empty sequence of values in [0, 1)")
-    f = np.sort(f)
-    n_ref = np.minimum(np.floor(f * n + 1e-9).astype(np.int64), n - 1)
-    n_keep = n - n_ref
-
-    def curve(kept_sum: np.ndarray) -> np.ndarray:
-        if referred_score is None:
-            return kept_sum / n_keep
-        return (kept_sum + n_ref * float(referred_score)) / n
-
-    model = curve(_expected_kept_sums(u, s)[n_keep])  # keep the least uncertain
-    oracle = curve(_expected_kept_sums(-s, s)[n_keep])  # keep the best scores
-    random = curve(n_keep * s.mean())
-    return RetentionCurve(
-        fractions=f,
-        model=model,
-        random=random,
-        oracle=oracle,
-        auc_model=_auc_over(f, model),
-        auc_random=_auc_over(f, random),
-        auc_oracle=_auc_over(f, oracle),
-        n_images=n,
-        referred_score=None if referred_score is None else float(referred_score),
     )

@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 
-from bayescellseg.metrics.matching import DSB_THRESHOLDS
-from bayescellseg.settings import from_user_dict
+from bayescellseg.metrics.overlaps import best_match_iou, label_index
+from bayescellseg.postprocess.agreement import SampleAgreement, sample_agreement
+from bayescellseg.postprocess.review import ReviewThresholds
 
 __all__ = [
     "NUCLEUS_COLUMNS",
@@ -57,7 +57,8 @@ __all__ = [
     "nucleus_table",
     "records_to_rows",
     "sample_agreement",
-]
+]  # ReviewThresholds, SampleAgreement, sample_agreement and best_match_iou are re-exported
+
 
 REQUIRED_MAPS = ("probability", "entropy", "epistemic")
 NUCLEUS_COLUMNS = (
@@ -72,43 +73,6 @@ NUCLEUS_COLUMNS = (
     "uncertainty",
     "needs_review",
 )
-
-
-@dataclass(frozen=True)
-class ReviewThresholds:
-    """When a nucleus or an image is flagged for review.
-
-    Attributes:
-        nucleus_uncertainty: A nucleus is flagged when its uncertainty is above this. The default
-            0.3 flags nuclei whose mean IoU with the samples' nuclei is below 0.7.
-        image_uncertainty: An image is flagged when its uncertainty is above this. The default
-            0.3 flags images whose expected DSB score from sample agreement is below 0.7.
-        max_flagged_fraction: An image is flagged when more than this fraction of its nuclei
-            are flagged.
-    """
-
-    nucleus_uncertainty: float = 0.3
-    image_uncertainty: float = 0.3
-    max_flagged_fraction: float = 0.25
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{f.name} must be a finite number >= 0, got {value!r}")
-
-    def to_dict(self) -> dict[str, float]:
-        """Plain JSON-serialisable dict."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "review") -> ReviewThresholds:
-        """Build from a dict as written by :meth:`to_dict`; missing keys keep their defaults.
-
-        Raises:
-            InputError: Unknown keys or invalid values.
-        """
-        return from_user_dict(cls, data, source, "review threshold")
 
 
 @dataclass(frozen=True)
@@ -132,26 +96,6 @@ class NucleusRecord:
     def to_dict(self) -> dict[str, Any]:
         """Dict in :data:`NUCLEUS_COLUMNS` order; NaN becomes None (empty CSV cell / JSON null)."""
         return {name: _clean(getattr(self, name)) for name in NUCLEUS_COLUMNS}
-
-
-@dataclass(frozen=True)
-class SampleAgreement:
-    """How the stochastic samples' segmentations agree with the final segmentation.
-
-    Attributes:
-        labels: The final labels' ids, ascending (the order of ``stability``).
-        stability: (N,) mean best-match IoU of each final nucleus over the samples.
-        sample_scores: (T,) DSB2018 score of each sample segmentation against the final one.
-    """
-
-    labels: np.ndarray
-    stability: np.ndarray
-    sample_scores: np.ndarray
-
-    @property
-    def predicted_quality(self) -> float:
-        """Mean sample DSB score (the expected DSB score from sample agreement)."""
-        return float(self.sample_scores.mean())
 
 
 @dataclass(frozen=True)
@@ -199,129 +143,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _pair_overlaps(
-    a: np.ndarray, b: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """Nonzero overlaps between two sequentially labelled images (labels 1..Na and 1..Nb).
-
-    Returns:
-        (rows, cols, iou, n_a, n_b): for every overlapping pair, the 0-based nucleus index in
-        ``a`` and ``b`` and their IoU; and the number of nuclei in each image.
-    """
-    a_flat = a.ravel()
-    b_flat = b.ravel()
-    n_a = int(a_flat.max(initial=0))
-    n_b = int(b_flat.max(initial=0))
-    area_a = np.bincount(a_flat, minlength=n_a + 1)
-    area_b = np.bincount(b_flat, minlength=n_b + 1)
-    both = (a_flat > 0) & (b_flat > 0)
-    ra = a_flat[both].astype(np.int64)
-    cb = b_flat[both].astype(np.int64)
-    inter = (
-        sparse.coo_matrix((np.ones(ra.size, np.int64), (ra, cb)), shape=(n_a + 1, n_b + 1))
-        .tocsr()
-        .tocoo()
-    )  # tocsr sums duplicate pairs
-    rows, cols, counts = inter.row, inter.col, inter.data.astype(np.float64)
-    iou = counts / (area_a[rows] + area_b[cols] - counts)
-    return rows - 1, cols - 1, iou, n_a, n_b
-
-
-def _sequential(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Labels renumbered 1..N (int64, a new array) and the original ids in ascending order.
-
-    Raises:
-        ValueError: The labels are not integers or are negative.
-    """
-    labels = np.asarray(labels)
-    if labels.dtype.kind not in "ui":
-        raise ValueError(f"instance labels must be integers, got dtype {labels.dtype}")
-    if labels.dtype == np.uint64:
-        labels = labels.astype(np.int64)  # bincount / indexing need a signed type
-    flat = labels.ravel()
-    if flat.size == 0 or int(flat.max()) == 0:
-        if flat.size and int(flat.min()) < 0:
-            raise ValueError("instance labels must not be negative")
-        return np.zeros(labels.shape, np.int64), np.zeros(0, np.int64)
-    if int(flat.min()) < 0:
-        raise ValueError("instance labels must not be negative")
-    top = int(flat.max())
-    if top <= 4 * flat.size:
-        present = np.bincount(flat, minlength=top + 1) > 0
-        present[0] = False
-        ids = np.flatnonzero(present)
-    else:  # huge, sparse label values: avoid a bincount of size max(label)
-        ids = np.unique(flat)
-        ids = ids[ids > 0]
-        seq = np.searchsorted(ids, labels) + 1
-        return np.where(labels > 0, seq, 0).astype(np.int64), ids.astype(np.int64)
-    lut = np.zeros(top + 1, np.int64)
-    lut[ids] = np.arange(1, ids.size + 1)
-    return lut[labels], ids.astype(np.int64)
-
-
-def best_match_iou(labels: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """For each nucleus of ``labels`` (ascending id), its best IoU with any nucleus of ``other``.
-
-    Args:
-        labels: (H, W) instance labels.
-        other: (H, W) instance labels of another segmentation.
-
-    Returns:
-        (N,) float64 best IoU per nucleus of ``labels`` (0 when it overlaps nothing).
-    """
-    if labels.shape != other.shape:
-        raise ValueError(f"label images differ in shape: {labels.shape} vs {other.shape}")
-    seq, _ = _sequential(labels)
-    other_seq, _ = _sequential(other)
-    rows, _, iou, n_a, _ = _pair_overlaps(seq, other_seq)
-    best = np.zeros(n_a)
-    np.maximum.at(best, rows, iou)
-    return best
-
-
-def _dsb_from_ious(iou: np.ndarray, n_true: int, n_pred: int) -> float:
-    """DSB2018 score from the IoUs of overlapping pairs (matches at IoU > t are one-to-one)."""
-    if n_true == 0 and n_pred == 0:
-        return 1.0
-    scores = []
-    for t in DSB_THRESHOLDS:
-        tp = int((iou > t).sum())
-        scores.append(tp / (n_true + n_pred - tp))
-    return float(np.mean(scores))
-
-
-def sample_agreement(labels: np.ndarray, sample_labels: Sequence[np.ndarray]) -> SampleAgreement:
-    """Stability of every nucleus and DSB score of every sample against the final segmentation.
-
-    Args:
-        labels: (H, W) final instance labels.
-        sample_labels: T >= 1 (H, W) instance segmentations, one per stochastic sample.
-
-    Returns:
-        The per-nucleus stability and per-sample DSB scores.
-
-    Raises:
-        ValueError: No samples, or a sample differs in shape from ``labels``.
-    """
-    if len(sample_labels) == 0:
-        raise ValueError("sample_agreement needs at least one sample segmentation")
-    seq, ids = _sequential(labels)
-    n = ids.size
-    iou_sum = np.zeros(n)
-    scores = np.empty(len(sample_labels))
-    for t, sample in enumerate(sample_labels):
-        if sample.shape != labels.shape:
-            raise ValueError(f"sample {t} has shape {sample.shape}, labels have {labels.shape}")
-        sample_seq, _ = _sequential(sample)
-        rows, _, iou, n_a, n_b = _pair_overlaps(seq, sample_seq)
-        best = np.zeros(n)
-        np.maximum.at(best, rows, iou)
-        iou_sum += best
-        scores[t] = _dsb_from_ious(iou, n_a, n_b)
-    return SampleAgreement(labels=ids, stability=iou_sum / len(sample_labels), sample_scores=scores)
-
-
 def _check_inputs(labels: np.ndarray, maps: dict[str, np.ndarray]) -> None:
     if labels.ndim != 2:
         raise ValueError(f"labels must be 2-D, got shape {labels.shape}")
@@ -355,11 +176,10 @@ def nucleus_table(
     labels = np.asarray(labels)
     _check_inputs(labels, maps)
     thresholds = thresholds or ReviewThresholds()
-    seq, ids = _sequential(labels)
-    n = ids.size
+    index = label_index(labels)
+    ids, flat, n = index.ids, index.index, index.n
     if n == 0:
         return []
-    flat = seq.ravel()
     area = np.bincount(flat, minlength=n + 1)[1:]
     rows, cols = np.indices(labels.shape)
 

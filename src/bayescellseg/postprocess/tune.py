@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from bayescellseg.metrics.matching import dsb_score, match
-from bayescellseg.postprocess.nuclei import ReviewThresholds
+from bayescellseg.postprocess.review import ReviewThresholds
 from bayescellseg.postprocess.watershed import WatershedParams, instances_from_maps
 
 __all__ = [

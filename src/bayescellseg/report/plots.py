@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bayescellseg.metrics.calibration import ReliabilityBins
-from bayescellseg.metrics.uncertainty import RetentionCurve
+from bayescellseg.metrics.retention import RetentionCurve
 
 DPI = 110
 

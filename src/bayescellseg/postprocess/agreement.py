@@ -1,0 +1,72 @@
+"""How the stochastic samples' segmentations agree with the final segmentation.
+
+The IoUs come from :mod:`bayescellseg.metrics.overlaps` and the DSB2018 scores from
+:func:`bayescellseg.metrics.matching.match`, the same engine that scores a prediction against
+the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bayescellseg.metrics.matching import DSB_THRESHOLDS, match
+from bayescellseg.metrics.overlaps import label_index
+
+__all__ = ["SampleAgreement", "sample_agreement"]
+
+
+@dataclass(frozen=True)
+class SampleAgreement:
+    """How the stochastic samples' segmentations agree with the final segmentation.
+
+    Attributes:
+        labels: The final labels' ids, ascending (the order of ``stability``).
+        stability: (N,) mean best-match IoU of each final nucleus over the samples.
+        sample_scores: (T,) DSB2018 score of each sample segmentation against the final one.
+    """
+
+    labels: np.ndarray
+    stability: np.ndarray
+    sample_scores: np.ndarray
+
+    @property
+    def predicted_quality(self) -> float:
+        """Mean sample DSB score (the expected DSB score from sample agreement)."""
+        return float(self.sample_scores.mean())
+
+
+def sample_agreement(labels: np.ndarray, sample_labels: Sequence[np.ndarray]) -> SampleAgreement:
+    """Stability of every nucleus and DSB score of every sample against the final segmentation.
+
+    The stability of a nucleus is the mean over samples of its best IoU with the sample's
+    nuclei; the score of a sample is its DSB2018 score with the final labels as the truth.
+
+    Args:
+        labels: (H, W) final instance labels.
+        sample_labels: T >= 1 (H, W) instance segmentations, one per stochastic sample.
+
+    Returns:
+        The per-nucleus stability and per-sample DSB scores.
+
+    Raises:
+        ValueError: No samples, a sample differs in shape from ``labels``, or labels that are
+            not non-negative integers.
+    """
+    if len(sample_labels) == 0:
+        raise ValueError("sample_agreement needs at least one sample segmentation")
+    labels = np.asarray(labels)
+    final = label_index(labels)  # renumbered once for all samples
+    iou_sum = np.zeros(final.n)
+    scores = np.empty(len(sample_labels))
+    for t, sample in enumerate(sample_labels):
+        if sample.shape != labels.shape:
+            raise ValueError(f"sample {t} has shape {sample.shape}, labels have {labels.shape}")
+        result = match(final, sample, DSB_THRESHOLDS)
+        iou_sum += result.true_best_iou
+        scores[t] = result.score
+    return SampleAgreement(
+        labels=final.ids, stability=iou_sum / len(sample_labels), sample_scores=scores
+    )

@@ -1,0 +1,65 @@
+"""The sample agreement and the DSB matching share one IoU engine and agree on a hand case."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bayescellseg.metrics.matching import dsb_score, match
+from bayescellseg.metrics.overlaps import best_match_iou, label_index, overlaps
+from bayescellseg.postprocess.agreement import sample_agreement
+from bayescellseg.postprocess.nuclei import nucleus_table
+
+
+def _final() -> np.ndarray:
+    """Nucleus 9: 4x4 square (16 px); nucleus 2: 2x5 bar (10 px)."""
+    labels = np.zeros((12, 12), np.uint64)
+    labels[1:5, 1:5] = 9
+    labels[8:10, 2:7] = 2
+    return labels
+
+
+def _sample() -> np.ndarray:
+    """Nucleus 9 grown by one column (IoU 16/20 = 0.8); the bar split in two (3 px and 7 px)."""
+    sample = np.zeros((12, 12), np.int32)
+    sample[1:5, 1:6] = 4
+    sample[8:10, 2:4] = 1  # 4 px of the bar: IoU 4/10 = 0.4
+    sample[8:10, 4:7] = 5  # 6 px of the bar: IoU 6/10 = 0.6
+    return sample
+
+
+def test_matching_and_agreement_agree_on_a_hand_case() -> None:
+    final, sample = _final(), _sample()
+    # Best IoU per final nucleus (ascending id 2, 9): 0.6 and 0.8.
+    np.testing.assert_allclose(best_match_iou(final, sample), [0.6, 0.8])
+    result = match(final, sample)
+    np.testing.assert_allclose(result.true_best_iou, [0.6, 0.8])
+    # 2 final, 3 sample nuclei. IoU 0.8 matches up to t = 0.75 (6 thresholds), 0.6 at 0.5 and 0.55:
+    # TP 2 at 0.5, 0.55 -> 2 / 3; TP 1 at 0.6 ... 0.75 -> 1 / 4; 0 at 0.8 ... 0.95.
+    expected = (2 * 2 / 3 + 4 * 1 / 4) / 10
+    assert result.score == pytest.approx(expected)
+    agreement = sample_agreement(final, [sample, final])
+    assert agreement.labels.tolist() == [2, 9]
+    np.testing.assert_allclose(agreement.stability, [(0.6 + 1.0) / 2, (0.8 + 1.0) / 2])
+    np.testing.assert_allclose(agreement.sample_scores, [expected, 1.0])
+    assert agreement.sample_scores[0] == dsb_score(final, sample)
+
+
+def test_label_index_is_reused_unchanged() -> None:
+    final, sample = _final(), _sample()
+    index = label_index(final)
+    assert index.ids.tolist() == [2, 9] and index.areas().tolist() == [10, 16]
+    assert label_index(index) is index
+    direct, reused = overlaps(final, sample), overlaps(index, sample)
+    for name in ("ids_true", "ids_pred", "rows", "cols", "iou"):
+        assert np.array_equal(getattr(direct, name), getattr(reused, name))
+    assert np.array_equal(final, _final())  # inputs untouched
+    with pytest.raises(ValueError, match="differ in shape"):
+        overlaps(index, sample[:-1])
+
+
+def test_nucleus_table_reads_uint64_labels() -> None:
+    maps = {k: np.zeros((12, 12), np.float32) for k in ("probability", "entropy", "epistemic")}
+    records = nucleus_table(_final(), maps, [_sample()])
+    assert [(r.label, r.area) for r in records] == [(2, 10), (9, 16)]
+    assert [r.stability for r in records] == pytest.approx([0.6, 0.8])
