@@ -286,3 +286,25 @@ def test_init_from_starts_with_the_folder_weights(tmp_path, data, monkeypatch) -
         fit(data[0], [], wider, tmp_path / "wider")
     with pytest.raises(InputError, match="weights.safetensors.*missing"):
         fit(data[0], [], tiny_config(init_from=str(tmp_path / "nowhere")), tmp_path / "x")
+
+
+def test_resume_exports_an_ensemble_stopped_before_its_export(tmp_path, data, monkeypatch) -> None:
+    """Every member finished but the run died before writing the model folder: --resume writes it."""
+    cfg = tiny_config(
+        model={"method": "ensemble", "n_members": 2, "dropout_rate": 0.0},
+        epochs=1,
+        steps_per_epoch=1,
+    )
+
+    def killed(*args, **kwargs):
+        raise _Crash
+
+    monkeypatch.setattr(members, "_export", killed)
+    with pytest.raises(_Crash):
+        fit(data[0], data[1], cfg, tmp_path / "m")
+    assert not (tmp_path / "m" / "weights.safetensors").exists()
+    monkeypatch.undo()
+    fit(data[0], data[1], cfg, tmp_path / "m", resume=True)
+    loaded = load_model(tmp_path / "m")
+    assert len(loaded.model.members) == 2
+    assert [r["member"] for r in _log(tmp_path / "m")] == ["0", "1"]  # nothing trained again

@@ -27,7 +27,7 @@ from bayescellseg.errors import InputError
 from bayescellseg.io.dsb import Sample
 from bayescellseg.model.build import build_model
 from bayescellseg.model.config import ModelConfig
-from bayescellseg.model.store import load_model, save_model, update_extras
+from bayescellseg.model.store import WEIGHTS_FILE, load_model, save_model, update_extras
 from bayescellseg.train import distributed as D
 from bayescellseg.train.checkpoint import (
     capture_rng_state,
@@ -119,9 +119,11 @@ def fit_all(run: Run, state: dict[str, Any] | None) -> None:
             trained = True
         if len(members) > 1:  # continue with the member's best weights
             members[k].load_state_dict(load_checkpoint(best_path)["model"])
-    if not run.rt.ctx.is_main or not trained:  # nothing trained: the model folder is current
+    if not run.rt.ctx.is_main:
         return
-    if len(members) > 1:
+    if not trained and (run.out_dir / WEIGHTS_FILE).exists():  # the model folder is current
+        return
+    if len(members) > 1:  # also when a run was stopped between its last member and the export
         metrics = _validate(members, run)
         _export(run, model, metrics, best_epoch=None)
     else:  # the best weights were exported during training; refresh their extras
