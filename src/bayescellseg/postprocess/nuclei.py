@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from bayescellseg.io.tables import json_safe
 from bayescellseg.metrics.overlaps import best_match_iou, label_index
 from bayescellseg.postprocess.agreement import SampleAgreement, sample_agreement
 from bayescellseg.postprocess.review import ReviewThresholds
@@ -95,7 +96,7 @@ class NucleusRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """Dict in :data:`NUCLEUS_COLUMNS` order; NaN becomes None (empty CSV cell / JSON null)."""
-        return {name: _clean(getattr(self, name)) for name in NUCLEUS_COLUMNS}
+        return {name: json_safe(getattr(self, name)) for name in NUCLEUS_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -132,15 +133,9 @@ class ImageSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict; NaN becomes None."""
-        out = {f.name: _clean(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        out = {f.name: json_safe(getattr(self, f.name)) for f in dataclasses.fields(self)}
         out["reasons"] = list(self.reasons)
         return out
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def _check_inputs(labels: np.ndarray, maps: dict[str, np.ndarray]) -> None:

@@ -3,13 +3,16 @@ plotted as ``training_curve.png`` in the run folder, and the line printed after 
 
 from __future__ import annotations
 
-import csv
 import io
-import math
 from pathlib import Path
 from typing import Any
 
-from bayescellseg.io.atomic import write_bytes_atomic, write_text_atomic
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from tqdm.auto import tqdm
+
+from bayescellseg.io.atomic import write_bytes_atomic
+from bayescellseg.io.tables import write_csv_atomic
 
 __all__ = ["LOG_COLUMNS", "curve_png", "report_epoch", "write_log"]
 
@@ -53,8 +56,6 @@ def _per_source_text(row: dict[str, Any]) -> str:
 
 def report_epoch(row: dict[str, Any], n_members: int) -> None:
     """Print one epoch's row (with each source's validation scores) above any progress bar."""
-    from tqdm.auto import tqdm
-
     who = f"member {row['member'] + 1} " if n_members > 1 else ""
     tqdm.write(
         f"{who}epoch {row['epoch']}: loss {row['loss']:.4f} | val dice {row['val_dice']:.3f} "
@@ -64,32 +65,15 @@ def report_epoch(row: dict[str, Any], n_members: int) -> None:
     )
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
-
-
 def write_log(out_dir: Path, history: list[dict[str, Any]]) -> None:
     """Rewrite ``train_log.csv`` (NaN as an empty cell) and ``training_curve.png``, atomically."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
     columns = [*LOG_COLUMNS, *source_columns(history)]
-    writer.writerow(columns)
-    for row in history:
-        writer.writerow([_fmt(row.get(c, float("nan"))) for c in columns])
-    write_text_atomic(out_dir / "train_log.csv", buf.getvalue(), overwrite=True)
+    write_csv_atomic(out_dir / "train_log.csv", columns, history, overwrite=True)
     write_bytes_atomic(out_dir / "training_curve.png", curve_png(history), overwrite=True)
 
 
 def curve_png(history: list[dict[str, Any]]) -> bytes:
     """Training loss and validation DSB / Dice per epoch, a line per member, as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
     fig = Figure(figsize=(9, 3.5), dpi=100)
     ax_loss, ax_val = fig.subplots(1, 2)
     for k in sorted({int(r["member"]) for r in history}):

@@ -25,6 +25,7 @@ from bayescellseg.data.normalize import imaging_type
 from bayescellseg.data.sizes import median_diameter
 from bayescellseg.errors import InputError
 from bayescellseg.io.dsb import Sample
+from bayescellseg.io.tables import json_safe
 from bayescellseg.model.build import build_model
 from bayescellseg.model.config import ModelConfig
 from bayescellseg.model.store import WEIGHTS_FILE, load_model, save_model, update_extras
@@ -276,12 +277,5 @@ def _training_extras(run: Run, metrics: dict[str, float], best_epoch: int | None
         "seed": run.config.seed,
         "epochs_done": epochs_done,
         "best_epoch": best_epoch,
-        "val_metrics": _json_safe(metrics),
+        "val_metrics": json_safe(metrics),
     }
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN as None, recursively (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    return None if isinstance(value, float) and math.isnan(value) else value
