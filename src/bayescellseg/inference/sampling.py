@@ -46,7 +46,7 @@ from bayescellseg.inference.precision import (
     prepare_model,
     resolve_precision,
 )
-from bayescellseg.inference.tiling import core_slices, gaussian_weight, tile_slices
+from bayescellseg.inference.tiler import Predictor, TileOutput, sliding_window
 from bayescellseg.inference.transforms import (
     IDENTITY,
     TTA_TRANSFORMS,
@@ -55,7 +55,6 @@ from bayescellseg.inference.transforms import (
     transform,
 )
 from bayescellseg.inference.uncertainty import (
-    MomentStitcher,
     SampleMoments,
     UncertaintyMaps,
     binary_entropy_tensor,
@@ -184,6 +183,16 @@ def _member_logits(
         yield chunk, logits.reshape(len(chunk), n_inputs, *logits.shape[1:])
 
 
+MOMENT_NAMES = ("probability", "second_moment", "expected_entropy", "contour")
+"""The linear moments a tile predictor returns (the fields of :class:`SampleMoments`)."""
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a network's parameters (CPU for a module without any)."""
+    first = next(model.parameters(), None)
+    return torch.device("cpu") if first is None else first.device
+
+
 class _TileSums:
     """Sums over the predictions of a batch of tiles, kept on the network's device (float32).
 
@@ -208,7 +217,7 @@ class _TileSums:
         def zeros(*lead: int) -> Tensor:
             return torch.zeros((*lead, *shape), dtype=torch.float32, device=device)
 
-        self.moments = {name: zeros(n_tiles) for name in ("p", "p2", "h", "ct")}
+        self.moments = {name: zeros(n_tiles) for name in MOMENT_NAMES}
         self.fg, self.ct = zeros(n_total, n_tiles), zeros(n_total, n_tiles)
         self.z = zeros(n_total, n_tiles) if options.keep_logits else None
         self.options, self.n_transforms = options, n_transforms
@@ -218,95 +227,110 @@ class _TileSums:
         options = self.options
         fg = torch.sigmoid(logits[:, 0] / options.temperature + options.logit_bias)
         ct = torch.sigmoid(logits[:, 1])
-        self.moments["p"][tile] += fg.sum(0)
-        self.moments["p2"][tile] += fg.square().sum(0)
-        self.moments["h"][tile] += binary_entropy_tensor(fg).sum(0)
-        self.moments["ct"][tile] += ct.sum(0)
+        self.moments["probability"][tile] += fg.sum(0)
+        self.moments["second_moment"][tile] += fg.square().sum(0)
+        self.moments["expected_entropy"][tile] += binary_entropy_tensor(fg).sum(0)
+        self.moments["contour"][tile] += ct.sum(0)
         self.fg[rows, tile] += fg / self.n_transforms
         self.ct[rows, tile] += ct / self.n_transforms
         if self.z is not None:
             self.z[rows, tile] += logits[:, 0] / self.n_transforms
 
-    def results(self, n_predictions: int) -> list[TileSamples]:
-        """The tiles' samples (one copy to the CPU per map for the whole batch)."""
-        mean = {k: (v / n_predictions).cpu().numpy() for k, v in self.moments.items()}
-        fg, ct = self.fg.cpu().numpy(), self.ct.cpu().numpy()
-        z = None if self.z is None else self.z.cpu().numpy()
-        return [
-            TileSamples(
-                moments=SampleMoments(
-                    probability=mean["p"][b],
-                    second_moment=mean["p2"][b],
-                    expected_entropy=mean["h"][b],
-                    contour=mean["ct"][b],
-                ),
-                foreground=np.ascontiguousarray(fg[:, b]),
-                contour=np.ascontiguousarray(ct[:, b]),
-                foreground_logits=None if z is None else np.ascontiguousarray(z[:, b]),
-            )
-            for b in range(len(fg[0]))
-        ]
+    def output(self, n_predictions: int, encode: bool) -> TileOutput:
+        """The batch's moments and per-sample maps, on the device.
+
+        Args:
+            n_predictions: Predictions per tile (T x transforms), the moments' divisor.
+            encode: Store the per-sample maps compactly (:func:`quantize_tensor`,
+                :func:`half_tensor`), as the stitched image keeps them; else float32.
+        """
+        moments = {k: v / n_predictions for k, v in self.moments.items()}
+        per_sample = {"foreground": self.fg, "contour": self.ct}
+        if self.z is not None:
+            per_sample["foreground_logits"] = self.z
+        if encode:
+            per_sample = {
+                k: half_tensor(v) if k == "foreground_logits" else quantize_tensor(v)
+                for k, v in per_sample.items()
+            }
+        return TileOutput(moments, per_sample)
 
 
-def sample_tiles(
-    model: nn.Module, config: ModelConfig, images: list[np.ndarray], options: SamplingOptions
-) -> list[TileSamples]:
-    """Draw the samples of tiles of one shape, several tiles and transforms per forward pass.
+def quantize_tensor(p: Tensor) -> Tensor:
+    """:func:`quantize` on the tensor's device: uint8 ``round(255 p)`` (half to even)."""
+    return torch.round(p.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
 
-    Every (tile, TTA transform) input is batched with others of its shape (at most
-    ``options.max_batch_pixels`` rows x pixels per forward pass), and the samples of a member
-    run as micro-batches of the same budget. Moments are accumulated on the network's device.
-    The result does not depend on the grouping: batching only changes float32 rounding
-    (about 1e-7), never which noise a sample draws.
+
+def half_tensor(logits: Tensor) -> Tensor:
+    """:func:`to_half` on the tensor's device: float16, clipped to +-60000."""
+    return logits.clamp(-60000.0, 60000.0).to(torch.float16)
+
+
+def tile_predictor(
+    model: nn.Module, config: ModelConfig, options: SamplingOptions, encode: bool = True
+) -> Predictor:
+    """The Bayesian U-Net's predictor for :func:`~bayescellseg.inference.tiler.sliding_window`.
+
+    The returned callable takes a (B, C, h, w) batch of normalised tiles on the network's device
+    and draws all T samples of every tile. Every (tile, TTA transform) input is batched with
+    others of its shape (at most ``options.max_batch_pixels`` rows x pixels per forward pass),
+    and the samples of a member run as micro-batches of the same budget; moments are
+    accumulated on the device. The result does not depend on the grouping: batching only
+    changes float32 rounding (about 1e-7), never which noise a sample draws.
 
     Args:
         model: A ``UNet`` or ``Ensemble`` in eval mode.
         config: Its configuration.
-        images: (h, w, 3) float32 normalised tiles, all of one shape.
         options: Sampling options (``options.precision`` chooses the forward pass's precision).
-
-    Returns:
-        One :class:`TileSamples` per tile, in order.
+        encode: Per-sample maps as uint8 / float16 (True) or float32.
     """
-    shape = images[0].shape
-    if len(shape) != 3 or shape[2] != config.in_channels:
-        raise ValueError(f"expected (h, w, {config.in_channels}) tiles, got {shape}")
-    if any(image.shape != shape for image in images):
-        raise ValueError("sample_tiles needs tiles of one shape")
-    device = next(model.parameters()).device
+    device = model_device(model)
     precision = resolve_precision(options.precision, device)
     prepare_model(model, precision)
     members = inference_members(members_of(model), precision)
     counts = samples_per_member(config, len(members), options.n_samples)
     transforms = TTA_TRANSFORMS if options.tta else IDENTITY
-    rows_per_batch = max(1, options.max_batch_pixels // (shape[0] * shape[1]))
-    sums = _TileSums(len(images), sum(counts), shape[:2], device, options, len(transforms))
-    groups = input_groups(len(images), transforms, shape[:2], rows_per_batch)
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2)))
-        x = x.to(device)
+    stochastic = config.is_stochastic and options.n_samples != 0
+    seeds = [sample_seed(options.seed, t) for t in range(sum(counts))]
+
+    def predict(x: Tensor) -> TileOutput:
+        if x.ndim != 4 or x.shape[1] != config.in_channels:
+            raise ValueError(f"expected (B, {config.in_channels}, h, w) tiles, got {x.shape}")
+        shape = (int(x.shape[2]), int(x.shape[3]))
+        rows_per_batch = max(1, options.max_batch_pixels // (shape[0] * shape[1]))
+        sums = _TileSums(x.shape[0], sum(counts), shape, device, options, len(transforms))
+        groups = input_groups(x.shape[0], transforms, shape, rows_per_batch)
         first = 0
-        stochastic = config.is_stochastic and options.n_samples != 0
         with sampling(nn.ModuleList(members), stochastic), forward_precision(precision, device):
             for member, count in zip(members, counts, strict=True):
-                seeds = [sample_seed(options.seed, first + i) for i in range(count)]
                 for group in groups:
                     xg = torch.cat([transform(x[b : b + 1], k, f) for b, k, f in group])
                     member_logits = _member_logits(
-                        member, prepare_input(xg, precision), seeds, options.share, rows_per_batch
+                        member,
+                        prepare_input(xg, precision),
+                        seeds[first : first + count],
+                        options.share,
+                        rows_per_batch,
                     )
                     for chunk, logits in member_logits:
                         rows = [first + i for i in chunk]
                         for i, (b, k, f) in enumerate(group):
                             sums.add(b, rows, inverse_transform(logits[:, i].float(), k, f))
                 first += count
-        return sums.results(sum(counts) * len(transforms))
+        return sums.output(sum(counts) * len(transforms), encode)
+
+    return predict
+
+
+def _as_tensor(image: np.ndarray, device: torch.device) -> Tensor:
+    """(H, W, C) float32 array -> contiguous (C, H, W) tensor on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device)
 
 
 def sample_tile(
     model: nn.Module, config: ModelConfig, image: np.ndarray, options: SamplingOptions
 ) -> TileSamples:
-    """Draw the samples of one tile (or a whole image that fits in memory).
+    """Draw the samples of one tile (or a whole image that fits in memory), in float32.
 
     Args:
         model: A ``UNet`` or ``Ensemble`` in eval mode.
@@ -319,7 +343,17 @@ def sample_tile(
     """
     if image.ndim != 3 or image.shape[2] != config.in_channels:
         raise ValueError(f"expected an (h, w, {config.in_channels}) image, got {image.shape}")
-    return sample_tiles(model, config, [image], options)[0]
+    predictor = tile_predictor(model, config, options, encode=False)
+    with torch.inference_mode():
+        out = predictor(_as_tensor(image, model_device(model))[None])
+    host = {k: v[0].cpu().numpy() for k, v in out.moments.items()}
+    per = {k: np.ascontiguousarray(v[:, 0].cpu().numpy()) for k, v in out.per_sample.items()}
+    return TileSamples(
+        moments=SampleMoments(**host),
+        foreground=per["foreground"],
+        contour=per["contour"],
+        foreground_logits=per.get("foreground_logits"),
+    )
 
 
 @dataclass(frozen=True)
@@ -363,12 +397,13 @@ def sample_image(
     tile_size: int = 512,
     overlap: int | None = None,
 ) -> ImageSamples:
-    """Samples of a whole image, tile by tile, stitched with Gaussian weights.
+    """Samples of a whole image, tile by tile, stitched with Gaussian weights on the device.
 
     Linear moments are blended across overlapping tiles; the non-linear maps are computed from
     the blended moments. Per-sample maps are stored as uint8 and, instead of being blended, are
-    taken from the tile whose centre is nearest (its *core*). Peak memory is therefore the
-    full-size maps plus ``2 T`` bytes per pixel plus one tile's worth of samples.
+    taken from the tile whose centre is nearest (its *core*). Several tiles go through the
+    network at once (``options.max_batch_pixels``); the stitched maps are copied to the host
+    once, at the end.
 
     Args:
         model: A ``UNet`` or ``Ensemble`` in eval mode.
@@ -383,35 +418,17 @@ def sample_image(
     """
     if tile_size < 2**config.depth:
         raise ValueError(f"tile_size must be at least {2**config.depth}, got {tile_size}")
-    height, width = image.shape[:2]
+    if image.ndim != 3 or image.shape[2] != config.in_channels:
+        raise ValueError(f"expected an (H, W, {config.in_channels}) image, got {image.shape}")
     overlap = tile_size // 8 if overlap is None else overlap
-    tiles = tile_slices((height, width), tile_size, overlap)
-    if len(tiles) == 1:
-        one = sample_tile(model, config, image, options)
-        logits = None if one.foreground_logits is None else to_half(one.foreground_logits)
-        return ImageSamples(
-            uncertainty_maps(one.moments), quantize(one.foreground), quantize(one.contour), logits
-        )
-    cores = core_slices((height, width), tile_size, overlap)
-    n_total = sum(samples_per_member(config, len(members_of(model)), options.n_samples))
-    per_fg = np.zeros((n_total, height, width), np.uint8)
-    per_ct = np.zeros((n_total, height, width), np.uint8)
-    per_z = np.zeros((n_total, height, width), np.float16) if options.keep_logits else None
-    stitcher = MomentStitcher((height, width))
-    tile_shape = (min(tile_size, height), min(tile_size, width))
-    weight = gaussian_weight(tile_shape, 1 / 8)
-    per_batch = max(1, options.max_batch_pixels // (tile_shape[0] * tile_shape[1]))
-    jobs = list(zip(tiles, cores, strict=True))
-    for batch in (jobs[i : i + per_batch] for i in range(0, len(jobs), per_batch)):
-        outs = sample_tiles(model, config, [image[r, c] for (r, c), _ in batch], options)
-        for ((rows, cols), (core_r, core_c)), tile in zip(batch, outs, strict=True):
-            stitcher.add((rows, cols), tile.moments, weight)
-            local = (
-                slice(core_r.start - rows.start, core_r.stop - rows.start),
-                slice(core_c.start - cols.start, core_c.stop - cols.start),
-            )
-            per_fg[:, core_r, core_c] = quantize(tile.foreground[:, local[0], local[1]])
-            per_ct[:, core_r, core_c] = quantize(tile.contour[:, local[0], local[1]])
-            if per_z is not None and tile.foreground_logits is not None:
-                per_z[:, core_r, core_c] = to_half(tile.foreground_logits[:, local[0], local[1]])
-    return ImageSamples(uncertainty_maps(stitcher.result()), per_fg, per_ct, per_z)
+    tile_pixels = min(tile_size, image.shape[0]) * min(tile_size, image.shape[1])
+    per_batch = max(1, options.max_batch_pixels // tile_pixels)
+    predictor = tile_predictor(model, config, options)
+    with torch.inference_mode():
+        x = _as_tensor(image, model_device(model))
+        out = sliding_window(x, predictor, tile_size, overlap, per_batch)
+        moments = SampleMoments(**{k: out.moments[k].cpu().numpy() for k in MOMENT_NAMES})
+        per = {k: v.cpu().numpy() for k, v in out.per_sample.items()}
+    return ImageSamples(
+        uncertainty_maps(moments), per["foreground"], per["contour"], per.get("foreground_logits")
+    )

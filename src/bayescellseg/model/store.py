@@ -1,13 +1,20 @@
-"""Model folders: ``config.json`` + ``weights.safetensors`` (no pickle anywhere).
+"""Model folders: ``config.json`` + ``weights.safetensors`` (no pickle anywhere), plus the
+optional ``calibration.json`` written by ``bayescellseg calibrate``.
 
-``config.json``::
+``config.json`` (written by training, never rewritten by calibration)::
 
-    {"format_version": 1, "model": {...ModelConfig.to_dict()...},
-     "training": {...}, "postprocess": {...}, "temperature": 1.0, "review": {...}}
+    {"format_version": 1, "model": {...ModelConfig.to_dict()...}, "training": {...}, ...}
 
-Everything besides ``format_version`` and ``model`` is an *extra*: free-form JSON written by the
-trainer and the tuning steps (see :func:`update_extras`). The trainer may add other files to the
-folder (``train_log.csv``, ``training_curve.png``); they are not read here.
+``calibration.json`` (as StarDist keeps ``thresholds.json`` beside its config)::
+
+    {"format_version": 1, "temperature": 1.3, "logit_bias": -0.2, "postprocess": {...},
+     "review": {...}, "calibration": {...what was fitted, on which images...}}
+
+Everything besides ``format_version`` and ``model`` is an *extra*. :func:`load_model` returns the
+extras of ``config.json`` with those of ``calibration.json`` on top, so a folder from before
+``calibration.json`` existed (its calibration inside ``config.json``, like the bundled model's)
+loads as it always did. The trainer may add other files to the folder (``train_log.csv``,
+``training_curve.png``); they are not read here.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from bayescellseg.model.config import ModelConfig
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
+CALIBRATION_FILE = "calibration.json"
+#: The extras a ``calibration.json`` may hold (they override ``config.json``'s).
+CALIBRATION_KEYS = ("temperature", "logit_bias", "postprocess", "review", "calibration")
 _RESERVED = ("format_version", "model")
 PRETRAINED = ("pretrained", "nuclei")
 
@@ -98,6 +108,9 @@ def save_model(
     Raises:
         ValueError: The model's parameters do not match ``config``, or extras are not JSON.
         FileExistsError: A file exists and ``overwrite`` is False.
+
+    An existing ``calibration.json`` was fitted to the weights being replaced, so it is removed
+    (with ``overwrite``; without it, it is refused like the other files).
     """
     directory = Path(directory)
     extras = dict(extras or {})
@@ -105,9 +118,10 @@ def save_model(
     _check_matches(model, config)
     paths = [directory / WEIGHTS_FILE, directory / CONFIG_FILE]
     if not overwrite:
-        for path in paths:
+        for path in [*paths, directory / CALIBRATION_FILE]:
             if path.exists():
                 raise FileExistsError(f"{path}: already exists (pass overwrite=True to replace it)")
+    (directory / CALIBRATION_FILE).unlink(missing_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(paths[0], overwrite=overwrite) as tmp:
         safetensors.torch.save_file(tensors, str(tmp), metadata={"format": "pt"})
@@ -116,12 +130,8 @@ def save_model(
     return directory
 
 
-def _read_config_doc(directory: Path) -> dict[str, Any]:
-    if not directory.is_dir():
-        raise InputError(directory, "model folder not found")
-    path = directory / CONFIG_FILE
-    if not path.is_file():
-        raise InputError(path, f"missing; a model folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file of a model folder, with the checks common to its files."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -137,16 +147,71 @@ def _read_config_doc(directory: Path) -> dict[str, Any]:
         raise InputError(
             path, f"unsupported format_version {version!r} (this version reads {FORMAT_VERSION})"
         )
+    return doc
+
+
+def _read_config_doc(directory: Path) -> dict[str, Any]:
+    if not directory.is_dir():
+        raise InputError(directory, "model folder not found")
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise InputError(path, f"missing; a model folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+    doc = _read_json_object(path)
     if "model" not in doc:
         raise InputError(path, "has no 'model' entry")
     return doc
 
 
-def read_model_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
-    """Read only ``config.json`` of a model folder.
+def read_calibration(directory: str | Path) -> dict[str, Any]:
+    """The entries of a model folder's ``calibration.json`` ({} when it has none).
+
+    Raises:
+        InputError: The file is unreadable, not a JSON object of format 1, or holds other keys
+            than :data:`CALIBRATION_KEYS`.
+    """
+    path = Path(directory) / CALIBRATION_FILE
+    if not path.is_file():
+        return {}
+    doc = _read_json_object(path)
+    unknown = sorted(set(doc) - {"format_version", *CALIBRATION_KEYS})
+    if unknown:
+        raise InputError(path, f"unknown entries {unknown} (expected {list(CALIBRATION_KEYS)})")
+    return {k: v for k, v in doc.items() if k != "format_version"}
+
+
+def write_calibration(directory: str | Path, calibration: dict[str, Any]) -> Path:
+    """Write (or replace) a model folder's ``calibration.json`` atomically.
+
+    ``config.json`` and the weights are left as they are; :func:`load_model` applies the file's
+    entries over those of ``config.json``.
+
+    Args:
+        directory: An existing model folder.
+        calibration: Entries among :data:`CALIBRATION_KEYS` (JSON-serialisable).
 
     Returns:
-        The model config and the extras.
+        The file's path.
+
+    Raises:
+        InputError: The folder is not a model folder.
+        ValueError: Unknown keys or values that are not JSON.
+    """
+    directory = Path(directory)
+    _read_config_doc(directory)
+    unknown = sorted(set(calibration) - set(CALIBRATION_KEYS))
+    if unknown:
+        raise ValueError(f"unknown calibration entries {unknown}")
+    _check_extras(calibration)
+    path = directory / CALIBRATION_FILE
+    write_json_atomic(path, {"format_version": FORMAT_VERSION, **calibration}, overwrite=True)
+    return path
+
+
+def read_model_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
+    """Read ``config.json`` (and ``calibration.json``, if any) of a model folder, no weights.
+
+    Returns:
+        The model config and the extras (``calibration.json``'s entries over ``config.json``'s).
 
     Raises:
         InputError: Missing folder or file, invalid JSON, unknown version or invalid config.
@@ -158,7 +223,7 @@ def read_model_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any
     except (TypeError, ValueError) as err:
         raise InputError(directory / CONFIG_FILE, f"invalid model config: {err}") from err
     extras = {k: v for k, v in doc.items() if k not in _RESERVED}
-    return config, extras
+    return config, {**extras, **read_calibration(directory)}
 
 
 def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -235,7 +300,8 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Loa
 def update_extras(directory: str | Path, **extras: Any) -> dict[str, Any]:
     """Add or replace extras in a model folder's ``config.json`` (atomic rewrite).
 
-    A value of None removes that key. Example:
+    For the trainer's own records (``training``); calibration goes to ``calibration.json``
+    (:func:`write_calibration`). A value of None removes that key. Example:
     ``update_extras(folder, temperature=1.3, postprocess={...})``.
 
     Returns:
@@ -254,4 +320,5 @@ def update_extras(directory: str | Path, **extras: Any) -> dict[str, Any]:
         else:
             doc[key] = value
     write_json_atomic(directory / CONFIG_FILE, doc, overwrite=True)
-    return {k: v for k, v in doc.items() if k not in _RESERVED}
+    extras_now = {k: v for k, v in doc.items() if k not in _RESERVED}
+    return {**extras_now, **read_calibration(directory)}
