@@ -18,9 +18,10 @@ from pathlib import Path
 
 from bayescellseg.data.sources import SourceSpec, list_pairs, parse_source
 from bayescellseg.data.split import read_source_split
+from bayescellseg.io.datasets import SampleFiles
 
 
-def _link(out: Path, items: list[tuple[str, Path, Path | None]]) -> int:
+def _link(out: Path, items: list[SampleFiles]) -> int:
     (out / "images").mkdir(parents=True)
     (out / "labels").mkdir()
     for sample_id, image, labels in items:

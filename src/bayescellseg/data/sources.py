@@ -31,10 +31,9 @@ import numpy as np
 from bayescellseg.data.dataset import load_samples
 from bayescellseg.data.split import DEFAULT_SPLIT, SPLIT_FILE, read_source_split, split_ids_for
 from bayescellseg.errors import InputError
-from bayescellseg.io.datasets import SampleRef, detect_layout
-from bayescellseg.io.dsb import Sample, image_path, list_dsb_ids
-from bayescellseg.io.folders import read_folder_sample, scan_folder
-from bayescellseg.io.images import LABEL_SUFFIXES
+from bayescellseg.io.datasets import SampleFiles, SampleRef, find_samples
+from bayescellseg.io.dsb import Sample
+from bayescellseg.io.folders import read_folder_sample
 from bayescellseg.settings import from_user_dict
 
 ROLES = ("split", "train", "val")
@@ -120,46 +119,26 @@ class LoadedSource:
     notes: list[str] = field(default_factory=list)
 
 
-def _label_file(folder: Path, sample_id: str) -> Path | None:
-    for suffix in LABEL_SUFFIXES:
-        for name in (f"{sample_id}{suffix}", f"{sample_id}_labels{suffix}"):
-            if (folder / name).is_file():
-                return folder / name
-    return None
-
-
-def list_pairs(
-    spec: SourceSpec, root: Path, notes: list[str]
-) -> list[tuple[str, Path, Path | None]]:
+def list_pairs(spec: SourceSpec, root: Path, notes: list[str]) -> list[SampleFiles]:
     """``(id, image, label file or None)`` for every image of the source that has labels.
 
-    The label file is None for a DSB sample folder read with its own masks; images without a
-    label image are left out and counted in ``notes``.
+    The discovery is :func:`bayescellseg.io.datasets.find_samples`. The label file is None for a
+    DSB sample folder read with its own masks (``image`` is then the sample folder); images
+    without a label image are left out and counted in ``notes`` (appended to).
     """
     override = Path(spec.labels) if spec.labels is not None else None
     if override is not None and not override.is_dir():
         raise InputError(override, f"label folder of source {spec.name!r} not found")
-    if detect_layout(root) == "dsb":
-        ids = list_dsb_ids(root)
-        if override is None:
-            return [(i, root / i, None) for i in ids]  # read by read_dsb_sample (masks)
-        found = [(i, image_path(root / i, i), _label_file(override, i)) for i in ids]
-    else:
-        scan = scan_folder(root)
-        if scan.problems:
-            raise InputError(root, "ambiguous file names: " + "; ".join(scan.problems))
-        found = [(img.stem, img, lab) for img, lab in scan.pairs]
-        if override is not None:
-            images = [img for img, _ in scan.pairs] + scan.unlabelled
-            found = [(p.stem, p, _label_file(override, p.stem)) for p in sorted(images)]
-    dropped = [i for i, _, lab in found if lab is None]
-    if dropped:
+    files = find_samples(root, override)
+    if files.unlabelled:
         where = override if override is not None else root
-        notes.append(f"{len(dropped)} images have no label image in {where} and are left out")
-    return [(i, img, lab) for i, img, lab in found if lab is not None]
+        notes.append(
+            f"{len(files.unlabelled)} images have no label image in {where} and are left out"
+        )
+    return files.samples
 
 
-def _load_one(spec: SourceSpec, root: Path, item: tuple[str, Path, Path | None]) -> Sample:
+def _load_one(spec: SourceSpec, root: Path, item: SampleFiles) -> Sample:
     sample_id, image, labels = item
     if labels is None:  # a DSB sample folder: decoded once, then read from the cache
         sample = load_samples(root, [sample_id], workers=1)[0]
@@ -173,7 +152,7 @@ def _load_one(spec: SourceSpec, root: Path, item: tuple[str, Path, Path | None])
 def _load_all(
     spec: SourceSpec,
     root: Path,
-    items: list[tuple[str, Path, Path | None]],
+    items: list[SampleFiles],
     cache_dir: str | Path | None,
     workers: int,
 ) -> tuple[list[Sample], list[str]]:
@@ -187,7 +166,7 @@ def _load_all(
         except InputError:
             pass  # read one by one below to name every bad sample
 
-    def attempt(item: tuple[str, Path, Path | None]) -> Sample | str:
+    def attempt(item: SampleFiles) -> Sample | str:
         try:
             return _load_one(spec, root, item)
         except InputError as err:
