@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from bayescellseg.errors import InputError
 from bayescellseg.model.config import PRESETS, ModelConfig
 from bayescellseg.train.config import TrainConfig, load_train_config
+
+ROOT = Path(__file__).resolve().parents[2]
+STORED_CONFIGS = [
+    ROOT / "src/bayescellseg/pretrained/nuclei/training_config.json",
+    *sorted((ROOT / "experiments/checkpoints").glob("*/training_config.json")),
+]
 
 
 def test_json_round_trip() -> None:
@@ -18,9 +25,23 @@ def test_json_round_trip() -> None:
     assert json.loads(cfg.to_json())["val_limit"] == 5
 
 
+def test_model_is_a_model_config_and_stored_dicts_still_load() -> None:
+    cfg = TrainConfig(model={"base_channels": 8})  # a dict, as training_config.json stores it
+    assert cfg.model == ModelConfig(base_channels=8)
+    assert json.loads(cfg.to_json())["model"] == ModelConfig(base_channels=8).to_dict()
+    with pytest.raises(InputError, match="invalid model config"):
+        TrainConfig(model={"base_channels": 0})
+    for stored in STORED_CONFIGS:
+        text = stored.read_text(encoding="utf-8")
+        cfg = TrainConfig.from_json(text, stored)
+        assert isinstance(cfg.model, ModelConfig)
+        stored_dict, full = json.loads(text), cfg.to_dict()
+        assert {k: full[k] for k in stored_dict} == stored_dict  # written back as it was stored
+
+
 def test_defaults_resolve_to_full_model_config() -> None:
     cfg = load_train_config(None, {})
-    assert cfg.model == ModelConfig().to_dict()
+    assert cfg.model == ModelConfig()
     assert cfg.device == "cpu" and cfg.crop == 256
 
 
@@ -32,13 +53,13 @@ def test_cli_overrides_go_to_model_and_training(tmp_path) -> None:
     )
     assert cfg.epochs == 2  # flag beats file
     assert cfg.lr == 0.01  # file beats default
-    assert cfg.model["base_channels"] == 8 and cfg.model["method"] == "variational"
+    assert cfg.model.base_channels == 8 and cfg.model.method == "variational"
     assert cfg.cache_dir == str(tmp_path)
 
 
 def test_preset_then_overrides() -> None:
     cfg = load_train_config(None, {"preset": "original", "base_channels": 16})
-    expected = ModelConfig.from_dict({**PRESETS["original"], "base_channels": 16}).to_dict()
+    expected = ModelConfig.from_dict({**PRESETS["original"], "base_channels": 16})
     assert cfg.model == expected
     assert cfg.preset == "original"
 
@@ -81,7 +102,7 @@ def test_init_from_takes_the_model_config_of_the_folder(tmp_path) -> None:
     folder = tmp_path / "m"
     save_model(folder, build_model(model_cfg), model_cfg, {})
     cfg = load_train_config(None, {"init_from": folder, "lr": 1e-3})
-    assert cfg.model == model_cfg.to_dict() and cfg.init_from == str(folder)
+    assert cfg.model == model_cfg and cfg.init_from == str(folder)
     assert load_train_config(None, {"init_from": folder, "depth": 2}).model == cfg.model  # agrees
     with pytest.raises(InputError, match=r"these differ: base_channels=8 \(the folder has 4\)"):
         load_train_config(None, {"init_from": folder, "base_channels": 8})

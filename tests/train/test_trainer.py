@@ -82,7 +82,7 @@ def test_outputs_checkpoint_and_model_folder(tmp_path, data) -> None:
     assert {"model", "optimizer", "scheduler", "rng", "best_metric", "history"} <= set(ck)
 
     loaded = load_model(out)
-    assert loaded.config.to_dict() == cfg.model
+    assert loaded.config == cfg.model
     training = loaded.extras["training"]
     best = max(rows, key=lambda r: float(r["val_dsb"]))
     assert training["best_epoch"] == int(best["epoch"])

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from bayescellseg.data.normalize import imaging_type
 from bayescellseg.errors import InputError
 from bayescellseg.io.datasets import detect_layout
 from bayescellseg.io.dsb import (
@@ -27,6 +26,7 @@ from bayescellseg.io.dsb import (
 )
 from bayescellseg.io.folders import FolderScan, read_folder_sample, scan_folder
 from bayescellseg.io.images import read_image, read_label_image, read_raw
+from bayescellseg.io.imaging import imaging_type
 
 
 @dataclass

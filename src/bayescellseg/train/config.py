@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from bayescellseg.errors import InputError
+from bayescellseg.model.config import PRESETS, ModelConfig
+from bayescellseg.model.store import bundled_model_path, read_model_config
 from bayescellseg.settings import from_user_dict
 
 SCHEDULERS = ("cosine", "onecycle")
@@ -39,8 +41,9 @@ class TrainConfig:
 
     Attributes:
         preset: Name of the model preset the model config started from (informational once the
-            config is resolved; ``model`` holds the full ``ModelConfig`` dict).
-        model: ``ModelConfig.to_dict()``; keys missing here take the ``ModelConfig`` defaults.
+            config is resolved; ``model`` holds the full ``ModelConfig``).
+        model: The network's ``ModelConfig``. A dict (as stored in ``training_config.json``) is
+            accepted and converted; keys missing from it take the ``ModelConfig`` defaults.
         epochs: Number of epochs (per ensemble member).
         steps_per_epoch: Optimiser steps per epoch; patches per epoch = steps * batch_size
             (times the number of processes under ``torchrun``).
@@ -91,7 +94,7 @@ class TrainConfig:
     """
 
     preset: str | None = None
-    model: dict[str, Any] = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
     epochs: int = 60
     steps_per_epoch: int = 100
     batch_size: int = 8
@@ -125,6 +128,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         problems = []
+        if isinstance(self.model, dict):  # from JSON: the stored format is ModelConfig.to_dict()
+            try:
+                self.model = ModelConfig.from_dict(self.model)
+            except (TypeError, ValueError) as err:
+                problems.append(f"invalid model config: {err}")
+        elif not isinstance(self.model, ModelConfig):
+            problems.append(
+                f"model must be a ModelConfig or a dict, got {type(self.model).__name__}"
+            )
         for name in ("epochs", "steps_per_epoch", "batch_size"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1")
@@ -191,8 +203,6 @@ class TrainConfig:
 
 
 def _model_fields() -> set[str]:
-    from bayescellseg.model.config import ModelConfig
-
     return {f.name for f in dataclasses.fields(ModelConfig)}
 
 
@@ -202,8 +212,6 @@ def resolve_model_config(preset: str | None, model: dict[str, Any]) -> dict[str,
     Raises:
         InputError: Unknown preset or invalid model settings.
     """
-    from bayescellseg.model.config import PRESETS, ModelConfig
-
     if preset is not None and preset not in PRESETS:
         raise InputError(
             "training config",
@@ -230,7 +238,7 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> Tra
     ``overrides`` are flat keys as the CLI passes them; keys that name ``ModelConfig`` fields
     (``method``, ``base_channels``, ``dropout_rate``, ...) go into the model config, ``preset``
     selects the model preset, anything else must be a ``TrainConfig`` field. The model config
-    is resolved against the preset, so the returned ``model`` dict is complete.
+    is resolved against the preset, so the returned ``model`` is complete.
 
     Args:
         path: JSON training config, or ``None`` for the defaults.
@@ -250,7 +258,10 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> Tra
         except OSError as err:
             raise InputError(path, f"cannot read the training config ({err.strerror})") from None
         full = TrainConfig.from_json(text, path).to_dict()  # validates the file
-        data = {k: full[k] for k in json.loads(text)}  # only what the file sets
+        raw = json.loads(text)
+        data = {k: full[k] for k in raw}  # only what the file sets
+        if "model" in raw:
+            data["model"] = dict(raw["model"])  # only the model keys it sets (the preset fills in)
     source = path if path is not None else "training config"
     model = dict(data.get("model", {}))
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
@@ -285,15 +296,11 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> Tra
 
 def init_folder(init_from: str | Path) -> Path:
     """The model folder named by ``init_from`` (``"bundled"`` = the bundled model)."""
-    from bayescellseg.model.store import bundled_model_path
-
     return bundled_model_path() if str(init_from) == "bundled" else Path(init_from)
 
 
 def _init_model_config(folder: Path, model: dict[str, Any], source: str | Path) -> dict[str, Any]:
     """The model config of ``folder``; settings in ``model`` must agree with it."""
-    from bayescellseg.model.store import read_model_config
-
     config = read_model_config(folder)[0].to_dict()
     differ = [
         f"{k}={v!r} (the folder has {config.get(k)!r})"

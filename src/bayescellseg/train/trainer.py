@@ -49,7 +49,6 @@ from bayescellseg.data.sources import SourceSpec, parse_source
 from bayescellseg.errors import InputError
 from bayescellseg.io.atomic import write_text_atomic
 from bayescellseg.io.dsb import Sample
-from bayescellseg.model.config import ModelConfig
 from bayescellseg.model.precision import cpu_has_bf16
 from bayescellseg.model.store import WEIGHTS_FILE
 from bayescellseg.train import distributed as D
@@ -165,7 +164,7 @@ def fit(
             if not resume:
                 _clear_own_files(out_dir)
             write_text_atomic(out_dir / "training_config.json", config.to_json(), overwrite=True)
-        model_cfg = ModelConfig.from_dict(config.model)
+        model_cfg = config.model
         provenance = {
             **(provenance or {}),
             "git_commit": _git_commit(),
