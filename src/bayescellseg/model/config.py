@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 METHODS = ("deterministic", "mc_dropout", "variational", "ensemble")
@@ -34,6 +34,10 @@ PLACEMENTS = ("all", "decoder", "last_k")
 DROPOUT_KINDS = ("spatial", "element")
 NORMALIZATIONS = ("auto", "fluorescence", "brightfield")
 NORMS = ("group", "batch")
+
+CLI_FLAG = "cli"
+"""Field-metadata key of the settings that ``bayescellseg train`` offers as flags (its value:
+the flag's argparse options, e.g. ``choices``); see :mod:`bayescellseg.train.cli_args`."""
 
 
 @dataclass(frozen=True)
@@ -66,16 +70,18 @@ class ModelConfig:
         norm: Normalisation layer in the conv blocks: ``group`` (GroupNorm, independent of the
             batch size, so small training batches and batched sampling behave the same) or
             ``batch`` (BatchNorm, running statistics at inference).
+
+    Fields with :data:`CLI_FLAG` metadata are also flags of ``bayescellseg train``.
     """
 
-    base_channels: int = 32
-    depth: int = 4
-    method: str = "mc_dropout"
-    dropout_rate: float = 0.5
-    dropout_placement: str = "decoder"
+    base_channels: int = field(default=32, metadata={CLI_FLAG: {}})
+    depth: int = field(default=4, metadata={CLI_FLAG: {}})
+    method: str = field(default="mc_dropout", metadata={CLI_FLAG: {"choices": METHODS}})
+    dropout_rate: float = field(default=0.5, metadata={CLI_FLAG: {}})
+    dropout_placement: str = field(default="decoder", metadata={CLI_FLAG: {"choices": PLACEMENTS}})
     dropout_last_k: int = 2
     dropout_kind: str = "spatial"
-    n_members: int = 1
+    n_members: int = field(default=1, metadata={CLI_FLAG: {}})
     prior_sigma: float = 1.0
     posterior_rho_init: float = -5.0
     variational_last_k: int = 2

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bayescellseg.errors import InputError
-from bayescellseg.model.config import PRESETS, ModelConfig
+from bayescellseg.model.config import CLI_FLAG, PRESETS, ModelConfig
 from bayescellseg.model.store import bundled_model_path, read_model_config
 from bayescellseg.settings import from_user_dict
 
@@ -35,9 +35,27 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 }
 
 
+def flag(default: Any, **argparse_options: Any) -> Any:
+    """A ``TrainConfig`` field that ``bayescellseg train`` offers as ``--name-with-dashes``.
+
+    The flag's type comes from the field's annotation (see :mod:`bayescellseg.train.cli_args`).
+
+    Args:
+        default: The field's default (tuples are copied into a list by ``__post_init__``).
+        **argparse_options: ``help``, ``choices``, ``metavar`` or ``type`` of the flag.
+
+    Returns:
+        The ``dataclasses.field`` with the options under the :data:`CLI_FLAG` metadata key.
+    """
+    return field(default=default, metadata={CLI_FLAG: argparse_options})
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run.
+
+    Fields made with :func:`flag` (and the ``ModelConfig`` fields with :data:`CLI_FLAG`
+    metadata) are the options of ``bayescellseg train``.
 
     Attributes:
         preset: Name of the model preset the model config started from (informational once the
@@ -93,38 +111,54 @@ class TrainConfig:
             ``None`` = random initialisation.
     """
 
-    preset: str | None = None
+    preset: str | None = flag(None, help="model preset, e.g. 'original'")
     model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 60
-    steps_per_epoch: int = 100
-    batch_size: int = 8
-    crop: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    scheduler: str = "cosine"
+    epochs: int = flag(60)
+    steps_per_epoch: int = flag(100)
+    batch_size: int = flag(8)
+    crop: int = flag(256)
+    lr: float = flag(2e-3)
+    weight_decay: float = flag(1e-4)
+    scheduler: str = flag("cosine", choices=SCHEDULERS)
     warmup_fraction: float = 0.05
     grad_clip: float = 5.0
-    seed: int = 0
-    device: str = "cpu"
+    seed: int = flag(0)
+    device: str = flag("cpu", help="cpu (default), cuda, cuda:1, ...")
     amp: bool | None = None
     channels_last: bool | None = None
-    num_threads: int | None = None
-    workers: int = 0
-    cache_dir: str | None = None
+    num_threads: int | None = flag(None, help="torch CPU threads")
+    workers: int = flag(0, help="data-loader worker processes")
+    cache_dir: str | None = flag(None, type=Path, help="where decoded arrays are cached")
     augment: bool = True
     sources: list[dict[str, Any]] = field(default_factory=list)
-    split: str | None = None
-    val_fraction: float = 0.2
-    skip_bad: bool = False
-    val_limit: int | None = None
+    split: str | None = flag(
+        None, help="split JSON file (default: made per source, the bundled split for DSB2018)"
+    )
+    val_fraction: float = flag(0.2, help="share of each source kept for validation (default 0.2)")
+    skip_bad: bool = flag(
+        False,
+        help="train on the good samples when some cannot be read (default: stop and list them)",
+    )
+    val_limit: int | None = flag(None, help="validate on the first N val images")
     contour_weight: float = 1.0
     kl_weight: float = 1.0
     kl_anneal_epochs: int = 5
     n_train: int | None = None
     progress: bool = True
-    brightfield_share: float | None = None
-    scale_range: tuple[float, float] | list[float] = (0.75, 1.33)
-    init_from: str | None = None
+    brightfield_share: float | None = flag(
+        None,
+        help="fraction of training crops drawn from brightfield/H&E images (default: by count)",
+    )
+    scale_range: tuple[float, float] | list[float] = flag(
+        (0.75, 1.33),
+        metavar=("LOW", "HIGH"),
+        help="random zoom of the training crops (default 0.75 1.33; 0.5 2 for size robustness)",
+    )
+    init_from: str | None = flag(
+        None,
+        help="start from this model folder's weights and architecture ('bundled': the bundled "
+        "model)",
+    )
 
     def __post_init__(self) -> None:
         problems = []
