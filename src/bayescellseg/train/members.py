@@ -158,31 +158,62 @@ def _member_done(state: dict[str, Any], run: Run) -> bool:
     return int(state["epoch"]) >= run.config.epochs
 
 
-def fit_member(
+@dataclass
+class _Member:
+    """One ensemble member being trained: its network, optimiser and where it starts.
+
+    Attributes:
+        k: Member index (0-based).
+        n_members: Number of members.
+        net: The member's network (on the run's device).
+        opt: Its optimiser.
+        sched: Its learning-rate schedule.
+        scaler: Its gradient scaler (fp16 autocast only; disabled otherwise).
+        start_epoch: First epoch to train (a resumed member's epochs done).
+        best: Best validation score so far (``-inf`` before the first epoch).
+        best_epoch: Epoch (1-based) of ``best``, or None.
+    """
+
+    k: int
+    n_members: int
+    net: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: torch.amp.GradScaler
+    start_epoch: int = 0
+    best: float = -math.inf
+    best_epoch: int | None = None
+
+
+def _start_member(
     run: Run, net: nn.Module, k: int, n_members: int, state: dict[str, Any] | None
-) -> None:
-    config, rt, out_dir, history = run.config, run.rt, run.out_dir, run.history
-    seed = member_seed(config, k)
+) -> _Member:
+    """Put ``net`` on the device and build its optimiser; restore a resumed member's state."""
+    config, rt = run.config, run.rt
     net.to(rt.device)
     if config.channels_last:
         net.to(memory_format=torch.channels_last)
     opt = make_optimizer(net, config)
     sched = make_scheduler(opt, config)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.scaler)
-    start_epoch, best = 0, -math.inf
-    best_epoch: int | None = None
+    member = _Member(k, n_members, net, opt, sched, scaler)
     if state is not None:
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
-        start_epoch = int(state["epoch"])
-        best = float(state["best_metric"])
-        best_epoch = int(state["best_epoch"]) if state["best_epoch"] >= 0 else None
-    ddp_net = D.wrap_model(net, rt.ctx, rt.device)
-    length = config.epochs * config.steps_per_epoch * config.batch_size * rt.ctx.world_size
-    dataset = CropDataset(
+        member.start_epoch = int(state["epoch"])
+        member.best = float(state["best_metric"])
+        member.best_epoch = int(state["best_epoch"]) if state["best_epoch"] >= 0 else None
+    return member
+
+
+def _member_dataset(run: Run, seed: int) -> CropDataset:
+    """The crops of the member's whole run (see ``steps.EpochIndices``)."""
+    config = run.config
+    length = config.epochs * config.steps_per_epoch * config.batch_size * run.rt.ctx.world_size
+    return CropDataset(
         list(run.train_samples),
         crop=config.crop,
         augment=config.augment,
@@ -190,17 +221,27 @@ def fit_member(
         length=length,
         weights=_crop_weights(run),
         scale_range=tuple(config.scale_range),
-    )  # the whole run; see _EpochIndices
+    )
+
+
+def fit_member(
+    run: Run, net: nn.Module, k: int, n_members: int, state: dict[str, Any] | None
+) -> None:
+    config, rt = run.config, run.rt
+    seed = member_seed(config, k)
+    member = _start_member(run, net, k, n_members, state)
+    ddp_net = D.wrap_model(net, rt.ctx, rt.device)
+    dataset = _member_dataset(run, seed)
     who = f"member {k + 1}/{n_members}" if n_members > 1 else "training"
     bar = tqdm(
         total=config.epochs * config.steps_per_epoch,
-        initial=start_epoch * config.steps_per_epoch,
+        initial=member.start_epoch * config.steps_per_epoch,
         desc=who,
         unit="step",
         disable=not (config.progress and rt.ctx.is_main),
         dynamic_ncols=True,
     )  # the whole member, so its ETA is the member's
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(member.start_epoch, config.epochs):
         t0 = time.perf_counter()
         torch.manual_seed(derived_seed(seed, epoch, rt.ctx.rank))
         bar.set_description(f"{who} epoch {epoch + 1}/{config.epochs}")
@@ -208,54 +249,64 @@ def fit_member(
             run,
             ddp_net,
             loader(dataset, epoch, config, rt),
-            (opt, sched, scaler),
+            (member.opt, member.sched, member.scaler),
             epoch * config.steps_per_epoch,
             bar,
         )
-        lr = float(opt.param_groups[0]["lr"])
         if rt.ctx.is_main:
-            metrics = _validate([net], run)
-            score = metrics["dsb"] if not math.isnan(metrics["dsb"]) else float(epoch)
-            row = {
-                "member": k,
-                "epoch": epoch + 1,
-                **stats,
-                **_val_columns(metrics),
-                "lr": lr,
-                "seconds": time.perf_counter() - t0,
-            }
-            history.append(row)
-            report_epoch(row, n_members)
-            if score > best:
-                best, best_epoch = score, epoch + 1
-                if n_members == 1:
-                    _export(run, net, metrics, best_epoch)
-                else:
-                    save_checkpoint(
-                        out_dir / "checkpoints" / f"member_{k}_best.pt",
-                        {"model": net.state_dict(), "epoch": epoch + 1, "metric": score},
-                    )
-            write_log(out_dir, history)
-            save_checkpoint(
-                out_dir / "checkpoints" / "last.pt",
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "config": config.to_dict(),
-                    "member": k,
-                    "epoch": epoch + 1,
-                    "model": net.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": capture_rng_state(),
-                    "best_metric": best,
-                    "best_epoch": best_epoch if best_epoch is not None else -1,
-                    "history": history,
-                    "init_from": run.provenance.get("init_from"),
-                },
-            )
+            _end_epoch(run, member, epoch, stats, t0)
         D.barrier(rt.ctx)
     bar.close()
+
+
+def _end_epoch(run: Run, member: _Member, epoch: int, stats: dict[str, float], t0: float) -> None:
+    """Validate, log the epoch, keep the best weights and write ``last.pt`` (main process).
+
+    Appends the epoch's row to ``run.history`` and updates ``member.best`` / ``best_epoch``.
+    """
+    lr = float(member.opt.param_groups[0]["lr"])
+    metrics = _validate([member.net], run)
+    score = metrics["dsb"] if not math.isnan(metrics["dsb"]) else float(epoch)
+    row = {
+        "member": member.k,
+        "epoch": epoch + 1,
+        **stats,
+        **_val_columns(metrics),
+        "lr": lr,
+        "seconds": time.perf_counter() - t0,
+    }
+    run.history.append(row)
+    report_epoch(row, member.n_members)
+    if score > member.best:
+        member.best, member.best_epoch = score, epoch + 1
+        if member.n_members == 1:
+            _export(run, member.net, metrics, member.best_epoch)
+        else:
+            save_checkpoint(
+                run.out_dir / "checkpoints" / f"member_{member.k}_best.pt",
+                {"model": member.net.state_dict(), "epoch": epoch + 1, "metric": score},
+            )
+    write_log(run.out_dir, run.history)
+    save_checkpoint(run.out_dir / "checkpoints" / "last.pt", _last_state(run, member, epoch))
+
+
+def _last_state(run: Run, member: _Member, epoch: int) -> dict[str, Any]:
+    """What ``last.pt`` holds after ``epoch`` (0-based) of ``member``."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "config": run.config.to_dict(),
+        "member": member.k,
+        "epoch": epoch + 1,
+        "model": member.net.state_dict(),
+        "optimizer": member.opt.state_dict(),
+        "scheduler": member.sched.state_dict(),
+        "scaler": member.scaler.state_dict(),
+        "rng": capture_rng_state(),
+        "best_metric": member.best,
+        "best_epoch": member.best_epoch if member.best_epoch is not None else -1,
+        "history": run.history,
+        "init_from": run.provenance.get("init_from"),
+    }
 
 
 def _export(run: Run, model: nn.Module, metrics: dict[str, float], best_epoch: int | None) -> None:
