@@ -99,8 +99,8 @@ def _timed_predict(
         "seconds": seconds,
         "s_per_mpx": seconds / (image.shape[0] * image.shape[1] / 1e6),
         "rss_mb": _peak_rss_mb(),
-        "n_nuclei": int(result.summary["n_nuclei"]),
-        "n_samples": int(result.summary["n_samples"]),
+        "n_nuclei": int(result.summary.n_nuclei),
+        "n_samples": int(result.info.n_samples),
     }
 
 
@@ -186,9 +186,9 @@ def _run_bundled(args: argparse.Namespace) -> dict:
         "s_per_mpx": seconds / mpx,
         "net_s_per_mpx": network / mpx,
         "rss_mb": rss,
-        "n_nuclei": int(result.summary["n_nuclei"]),
-        "n_samples": int(result.summary["n_samples"]),
-        "precision": result.summary["precision"],
+        "n_nuclei": int(result.summary.n_nuclei),
+        "n_samples": int(result.info.n_samples),
+        "precision": result.info.precision,
         "tiff_default_s": _tiff_seconds(result, None),
         "tiff_level1_s": _tiff_seconds(result, 1),
     }

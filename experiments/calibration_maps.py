@@ -26,7 +26,8 @@ import numpy as np
 from scipy.special import expit
 
 from bayescellseg.data.normalize import normalize
-from bayescellseg.evaluation.calibrate import fit_mc_calibration, select_images
+from bayescellseg.data.selection import select_refs
+from bayescellseg.evaluation.temperature import fit_mc_calibration
 from bayescellseg.inference.sampling import SamplingOptions, sample_image
 from bayescellseg.inference.segmenter import Segmenter, as_float_rgb
 from bayescellseg.metrics.calibration import CalibrationAccumulator, boundary_band
@@ -43,7 +44,7 @@ MAPS = {  # name: (fit region, fit the bias)
 def collect(model: Path, data: Path, cache: Path, n_samples: int | None, seed: int) -> list[Path]:
     """Run the model on every validation image once; cache raw logits and truth per image."""
     seg = Segmenter.load(model)
-    refs = select_images(data, "val", None, None, seg.extras.get("training") or {})
+    refs = select_refs(data, "val", None, seg.extras.get("training") or {})
     options = SamplingOptions(n_samples=n_samples, seed=seed, keep_logits=True)
     cache.mkdir(parents=True, exist_ok=True)
     files = []

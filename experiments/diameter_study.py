@@ -78,7 +78,7 @@ def main() -> None:
                         diameter = None
                 result = seg.predict(image, n_samples=args.samples, diameter=diameter)
                 scores.append(dsb_score(truth, result.labels))
-                scales.append(result.summary["scale"])
+                scales.append(result.info.scale)
             seconds = (time.perf_counter() - start) / len(data)
             label = mode if auto_range is None else f"auto (range {auto_range:g})"
             print(f"| {factor:g} | {label} | {np.mean(scores):.3f} | {np.mean(scales):.2f} | "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bayescellseg.evaluation.calibrate import select_images
+from bayescellseg.data.selection import select_refs
 from bayescellseg.inference.segmenter import Segmenter
 from bayescellseg.postprocess.tune import nucleus_errors
 
@@ -22,7 +22,7 @@ from bayescellseg.postprocess.tune import nucleus_errors
 def error_areas(model: Path, data: Path) -> tuple[np.ndarray, np.ndarray]:
     """Areas (pixels) of the erroneous and of the matched predicted nuclei."""
     seg = Segmenter.load(model)
-    refs = select_images(data, "val", None, None, seg.extras.get("training") or {})
+    refs = select_refs(data, "val", None, seg.extras.get("training") or {})
     wrong, right = [], []
     for ref in refs:
         sample = ref.load()

@@ -23,7 +23,7 @@ from scipy.optimize import minimize
 from scipy.stats import rankdata
 
 from bayescellseg.data.normalize import imaging_type
-from bayescellseg.evaluation.calibrate import select_images
+from bayescellseg.data.selection import select_refs
 from bayescellseg.inference.segmenter import Segmenter, as_float_rgb
 from bayescellseg.postprocess.tune import nucleus_errors
 
@@ -45,7 +45,7 @@ def collect(model: Path, data: Path, cache: Path) -> np.ndarray:
     if cache.exists():
         return np.load(cache)
     seg = Segmenter.load(model)
-    refs = select_images(data, "val", None, None, seg.extras.get("training") or {})
+    refs = select_refs(data, "val", None, seg.extras.get("training") or {})
     rows = []
     for k, ref in enumerate(refs):
         sample = ref.load()
@@ -56,7 +56,7 @@ def collect(model: Path, data: Path, cache: Path) -> np.ndarray:
             rows.append(
                 (k, rec.area, rec.mean_probability, rec.mean_entropy,
                  rec.mean_mutual_information, rec.stability, float(err), bright,
-                 result.summary["uncertainty"])
+                 result.summary.uncertainty)
             )  # fmt: skip
         print(f"{k + 1}/{len(refs)} {ref.id}", flush=True)
     table = np.array(rows)

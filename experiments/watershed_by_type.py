@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bayescellseg.data.normalize import imaging_type
-from bayescellseg.evaluation.calibrate import select_images
+from bayescellseg.data.selection import select_refs
 from bayescellseg.inference.segmenter import Segmenter, as_float_rgb
 from bayescellseg.metrics.matching import dsb_score
 from bayescellseg.postprocess.tune import tune_watershed
@@ -37,7 +37,7 @@ GRID: dict[str, tuple[float, ...]] = {
 def collect(model: Path, data: Path, cache: Path, n_samples: int | None) -> list[Path]:
     """Predict every validation image once; cache maps, truth and imaging type per image."""
     seg = Segmenter.load(model)
-    refs = select_images(data, "val", None, None, seg.extras.get("training") or {})
+    refs = select_refs(data, "val", None, seg.extras.get("training") or {})
     cache.mkdir(parents=True, exist_ok=True)
     files = []
     for i, ref in enumerate(refs):

@@ -6,7 +6,7 @@ import csv
 
 from bayescellseg.cli import main
 from tests.inference.conftest import make_model_dir
-from tests.inference.test_batch import write_images
+from tests.pipelines.test_predict import write_images
 
 
 def test_cli_predict_exit_codes(tmp_path, capsys) -> None:
@@ -15,8 +15,9 @@ def test_cli_predict_exit_codes(tmp_path, capsys) -> None:
     out = tmp_path / "out"
     args = ["predict", str(tmp_path / "in"), "--model", str(model), "--out", str(out)]
     assert main([*args, "--samples", "2", "--tile", "32"]) == 1  # one corrupt image
-    printed = capsys.readouterr().out
-    assert "2 ok, 1 failed" in printed and "broken.png" in printed
+    captured = capsys.readouterr()
+    assert "2 ok, 1 failed" in captured.out  # progress on stdout, failures on stderr
+    assert "broken.png: FAILED" in captured.err
     with open(out / "summary.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 3
     # Existing outputs: refused with exit code 2 and a clear message.

@@ -10,7 +10,7 @@ import tifffile
 from PIL import Image
 
 from bayescellseg.cli import main
-from tests.test_evaluate import square, write_dsb, write_prediction
+from tests.pipelines.test_evaluate import square, write_dsb, write_prediction
 
 SHAPE = (24, 24)
 

@@ -42,7 +42,7 @@ def test_bundled_model_segments_a_validation_sample(segmenter: Segmenter) -> Non
     assert result.labels.shape == sample.labels.shape
     assert dsb_score(sample.labels, result.labels) > 0.5  # 0.72 in the validation report
     n_true = len(np.unique(sample.labels)) - 1
-    assert abs(result.summary["n_nuclei"] - n_true) <= 0.3 * n_true
+    assert abs(result.summary.n_nuclei - n_true) <= 0.3 * n_true
     for name, values in result.maps().items():
         assert np.isfinite(values).all(), name
         assert values.min() >= 0.0 and values.max() <= 1.0, name
@@ -64,6 +64,6 @@ def test_diameter_restores_accuracy_on_an_enlarged_image(segmenter) -> None:
     native = dsb_score(sample.labels, segmenter.predict(sample.image, n_samples=0).labels)
     plain = dsb_score(truth, segmenter.predict(image, n_samples=0).labels)
     given = segmenter.predict(image, n_samples=0, diameter=median_diameter([truth]))
-    assert given.labels.shape == shape and given.summary["scale"] < 0.5
+    assert given.labels.shape == shape and given.info.scale < 0.5
     assert dsb_score(truth, given.labels) > plain + 0.2  # measured: 0.118 -> 0.448
     assert dsb_score(truth, given.labels) > native - 0.05  # native 0.305

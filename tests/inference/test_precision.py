@@ -12,12 +12,12 @@ import torch
 from bayescellseg.cli import build_parser
 from bayescellseg.errors import InputError
 from bayescellseg.inference import precision as prec
-from bayescellseg.inference.batch import PredictOptions, predict_batch
 from bayescellseg.inference.sampling import SamplingOptions, sample_image, sample_tile
 from bayescellseg.inference.segmenter import Segmenter
 from bayescellseg.model.build import build_model
 from bayescellseg.model.config import ModelConfig
-from tests.inference.test_batch import write_images
+from bayescellseg.pipelines.predict import PredictOptions, predict_batch
+from tests.pipelines.test_predict import write_images
 
 torch.set_num_threads(1)
 
@@ -137,12 +137,12 @@ def test_segmenter_precision_default_override_and_summary(model_factory) -> None
     seg = Segmenter.load(model_factory(), precision="fp32")
     assert seg.resolved_precision() == "fp32"
     reference = seg.predict(raw_image, n_samples=2)
-    assert reference.summary["precision"] == "fp32"
+    assert reference.info.precision == "fp32"
     again = Segmenter.load(model_factory()).predict(raw_image, n_samples=2, precision="fp32")
     np.testing.assert_array_equal(reference.probability, again.probability)
     if _bf16_autocast_works():
         fast = seg.predict(raw_image, n_samples=2, precision="bf16")
-        assert fast.summary["precision"] == "bf16"
+        assert fast.info.precision == "bf16"
         assert np.abs(fast.probability - reference.probability).max() < 0.05
     with pytest.raises(InputError, match="fp16"):
         Segmenter.load(model_factory(), precision="fp16")
@@ -153,7 +153,7 @@ def test_segmenter_precision_default_override_and_summary(model_factory) -> None
 def test_predict_batch_records_the_precision(model_factory, tmp_path) -> None:
     write_images(tmp_path / "in", n=1, corrupt=False)
     options = PredictOptions(n_samples=2, precision="fp32")
-    predict_batch([tmp_path / "in"], model_factory(), tmp_path / "out", options)
+    predict_batch(Segmenter.load(model_factory()), [tmp_path / "in"], tmp_path / "out", options)
     run_config = json.loads((tmp_path / "out" / "run_config.json").read_text())
     assert run_config["precision_used"] == "fp32"
     assert run_config["options"]["precision"] == "fp32"

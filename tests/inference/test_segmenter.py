@@ -17,6 +17,7 @@ from bayescellseg.inference.segmenter import (
     bundled_model_path,
 )
 from bayescellseg.inference.uncertainty import UncertaintyMaps
+from bayescellseg.postprocess.nuclei import ImageSummary
 from tests.synthetic import synthetic_image, synthetic_labels
 
 MAPS = ("probability", "entropy", "aleatoric", "epistemic", "variance", "contour")
@@ -43,16 +44,18 @@ def test_predict_maps_nuclei_and_summary(model_dir, raw_image) -> None:
     assert result.epistemic.max() > 0  # 4 dropout samples disagree somewhere
     ids = np.unique(result.labels)
     assert [r.label for r in result.nuclei] == ids[ids > 0].tolist()
-    summary = result.summary
-    assert summary["n_samples"] == 4 and summary["tta"] is False
-    assert summary["n_nuclei"] == len(result.nuclei)
-    assert {"uncertainty", "predicted_quality", "needs_review", "reasons"} <= set(summary)
+    assert isinstance(result.summary, ImageSummary)
+    assert result.info.n_samples == 4 and result.info.tta is False
+    assert result.summary.n_nuclei == len(result.nuclei)
+    saved = result.summary_dict()  # what name_summary.json holds: the summary, then the info
+    assert list(saved) == [*result.summary.to_dict(), *result.info.to_dict()]
+    assert {"uncertainty", "predicted_quality", "needs_review", "reasons", "scale"} <= set(saved)
     if result.nuclei:
         assert all(0 <= r.stability <= 1 for r in result.nuclei)
     # Same seed, same result; default T comes from the model config (3).
     again = seg.predict(raw_image, n_samples=4, seed=0)
     np.testing.assert_array_equal(again.probability, result.probability)
-    assert seg.predict(raw_image).summary["n_samples"] == 3
+    assert seg.predict(raw_image).info.n_samples == 3
 
 
 def test_grey_and_rgb_inputs_agree(model_dir, raw_image) -> None:
@@ -84,7 +87,7 @@ def test_temperature_and_postprocess_from_extras(model_factory, raw_image) -> No
     expected = torch.sigmoid(logits[0] / 2 + 0.25).numpy()
     np.testing.assert_allclose(result.probability, expected, atol=1e-5)
     # Deterministic: one sample, no epistemic uncertainty, stability unknown (NaN).
-    assert result.summary["n_samples"] == 1
+    assert result.info.n_samples == 1
     assert result.epistemic.max() == 0
     assert all(np.isnan(r.stability) for r in result.nuclei)
 
@@ -115,7 +118,7 @@ def test_load_errors(tmp_path) -> None:
 def test_ensemble_spreads_samples(model_factory, raw_image) -> None:
     seg = Segmenter.load(model_factory(method="ensemble", n_members=2, dropout_rate=0.0))
     result = seg.predict(raw_image, n_samples=10)
-    assert result.summary["n_samples"] == 2  # no dropout: one pass per member
+    assert result.info.n_samples == 2  # no dropout: one pass per member
     assert result.epistemic.max() > 0  # members disagree
 
 
@@ -131,10 +134,10 @@ def test_diameter_resizes_for_the_network_and_back(model_factory, raw_image) -> 
     seg = Segmenter.load(model_factory({"nucleus_diameter": 20.0}))
     assert seg.nucleus_diameter == 20.0
     plain = seg.predict(raw_image, n_samples=2)
-    assert plain.summary["scale"] == 1.0 and plain.summary["diameter"] is None
+    assert plain.info.scale == 1.0 and plain.info.diameter is None
     for diameter, scale in ((10.0, 2.0), ("40", 0.5)):
         result = seg.predict(raw_image, n_samples=2, diameter=diameter)
-        assert result.summary["scale"] == scale and result.summary["diameter"] == float(diameter)
+        assert result.info.scale == scale and result.info.diameter == float(diameter)
         for name in MAPS:
             assert getattr(result, name).shape == (64, 72), name
         assert result.labels.shape == (64, 72)
@@ -150,12 +153,12 @@ def test_auto_diameter_is_the_median_of_a_first_single_pass(model_factory, raw_i
     for model_diameter, scale in ((2 * estimate, 2 / AUTO_RANGE), (1.1 * estimate, 1.0)):
         seg = Segmenter.load(model_factory({**blobs, "nucleus_diameter": model_diameter}))
         auto = seg.predict(raw_image, n_samples=2, diameter="auto")
-        assert auto.summary["diameter"] == pytest.approx(estimate)
-        assert auto.summary["scale"] == pytest.approx(scale)
+        assert auto.info.diameter == pytest.approx(estimate)
+        assert auto.info.scale == pytest.approx(scale)
     blank = np.zeros((64, 72), np.uint8)  # nothing to measure: no resizing
     seg = Segmenter.load(model_factory({"nucleus_diameter": 20.0}))
-    summary = seg.predict(blank, n_samples=0, diameter="auto").summary
-    assert summary["diameter"] is None and summary["scale"] == 1.0
+    summary = seg.predict(blank, n_samples=0, diameter="auto").info
+    assert summary.diameter is None and summary.scale == 1.0
 
 
 def test_auto_diameter_measures_large_nuclei_on_shrunk_images(
@@ -173,26 +176,26 @@ def test_auto_diameter_measures_large_nuclei_on_shrunk_images(
 
     monkeypatch.setattr(Segmenter, "_median_diameter", measured)
     seg = Segmenter.load(model_factory({"nucleus_diameter": 20.0}))
-    summary = seg.predict(raw_image, n_samples=0, diameter="auto").summary
+    summary = seg.predict(raw_image, n_samples=0, diameter="auto").info
     assert widths == [72, 36, 18]
-    assert summary["diameter"] == pytest.approx(80.0)
-    assert summary["scale"] == pytest.approx(20 * AUTO_RANGE / 80)  # to the range's upper end
+    assert summary.diameter == pytest.approx(80.0)
+    assert summary.scale == pytest.approx(20 * AUTO_RANGE / 80)  # to the range's upper end
     seen[36] = 12.0  # not trusted: the full-scale estimate stands, no quarter-scale probe
     widths.clear()
-    summary = seg.predict(raw_image, n_samples=0, diameter="auto").summary
+    summary = seg.predict(raw_image, n_samples=0, diameter="auto").info
     assert widths == [72, 36]
-    assert summary["diameter"] == 15.0 and summary["scale"] == 1.0  # within 20 / 1.5 .. 20 * 1.5
+    assert summary.diameter == 15.0 and summary.scale == 1.0  # within 20 / 1.5 .. 20 * 1.5
 
 
 def test_bad_diameters_are_refused(model_factory, raw_image) -> None:
     seg = Segmenter.load(model_factory({"nucleus_diameter": 20.0}))
     for bad in ("big", -1.0, 0, float("nan"), True):
-        with pytest.raises(InputError, match="--diameter"):
+        with pytest.raises(InputError, match="^diameter: "):
             seg.predict(raw_image, diameter=bad)
     without = Segmenter.load(model_factory())
     with pytest.raises(InputError, match="records no nucleus_diameter"):
         without.predict(raw_image, diameter=12.0)
-    assert without.predict(raw_image, diameter=None).summary["scale"] == 1.0
+    assert without.predict(raw_image, diameter=None).info.scale == 1.0
     with pytest.raises(InputError, match="nucleus_diameter must be a positive number"):
         Segmenter.load(model_factory({"nucleus_diameter": -3}))
 
@@ -210,12 +213,12 @@ def test_auto_reuses_its_first_pass_when_that_is_the_prediction(
     )
     blank = np.zeros((64, 72), np.uint8)  # no nuclei: scale 1, single pass reused
     result = seg.predict(blank, n_samples=0, diameter="auto")
-    assert len(calls) == 1 and result.summary["scale"] == 1.0
+    assert len(calls) == 1 and result.info.scale == 1.0
     calls.clear()
     seg.predict(blank, n_samples=2, diameter="auto")  # MC: the first pass cannot stand in
     assert len(calls) == 2
     reused = seg.predict(raw_image, n_samples=0, diameter="auto")
-    if reused.summary["scale"] == 1.0:  # same maps as a plain single pass
+    if reused.info.scale == 1.0:  # same maps as a plain single pass
         np.testing.assert_array_equal(
             reused.probability, seg.predict(raw_image, n_samples=0).probability
         )

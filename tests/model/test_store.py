@@ -14,7 +14,16 @@ from bayescellseg.errors import InputError
 from bayescellseg.model.build import build_model
 from bayescellseg.model.config import ModelConfig
 from bayescellseg.model.layers import set_sampling
-from bayescellseg.model.store import load_model, read_model_config, save_model, update_extras
+from bayescellseg.model.store import (
+    CALIBRATION_FILE,
+    CONFIG_FILE,
+    load_model,
+    read_calibration,
+    read_model_config,
+    save_model,
+    update_extras,
+    write_calibration,
+)
 
 torch.set_num_threads(1)
 
@@ -104,6 +113,48 @@ def test_update_extras(tmp_path: Path) -> None:
     assert load_model(tmp_path).extras == out
     with pytest.raises(ValueError, match="reserved"):
         update_extras(tmp_path, format_version=2)
+
+
+def test_calibration_json_overrides_config_json_which_stays_as_it_was(tmp_path: Path) -> None:
+    cfg = CONFIGS[0]
+    save_model(tmp_path, build_model(cfg), cfg, {"temperature": 1.5, "training": {"epochs": 1}})
+    config_before = (tmp_path / CONFIG_FILE).read_bytes()
+    assert read_calibration(tmp_path) == {}  # an old folder: calibration inside config.json
+    assert load_model(tmp_path).extras["temperature"] == 1.5
+    path = write_calibration(tmp_path, {"temperature": 2.0, "review": {"image_uncertainty": 0.3}})
+    assert path == tmp_path / CALIBRATION_FILE
+    assert json.loads(path.read_text()) == {
+        "format_version": 1,
+        "temperature": 2.0,
+        "review": {"image_uncertainty": 0.3},
+    }
+    assert (tmp_path / CONFIG_FILE).read_bytes() == config_before
+    extras = load_model(tmp_path).extras
+    assert extras == {
+        "temperature": 2.0,
+        "training": {"epochs": 1},
+        "review": {"image_uncertainty": 0.3},
+    }
+    assert read_model_config(tmp_path)[1] == extras
+    with pytest.raises(ValueError, match="unknown calibration entries"):
+        write_calibration(tmp_path, {"training": {}})
+    (tmp_path / CALIBRATION_FILE).write_text('{"format_version": 1, "weights": 3}')
+    with pytest.raises(InputError, match="calibration.json: unknown entries"):
+        load_model(tmp_path)
+    (tmp_path / CALIBRATION_FILE).write_text("{not json")
+    with pytest.raises(InputError, match="calibration.json: not valid JSON"):
+        load_model(tmp_path)
+
+
+def test_new_weights_drop_the_old_calibration(tmp_path: Path) -> None:
+    cfg = CONFIGS[0]
+    save_model(tmp_path, build_model(cfg), cfg)
+    write_calibration(tmp_path, {"temperature": 2.0})
+    with pytest.raises(FileExistsError, match="already exists"):
+        save_model(tmp_path / "", build_model(cfg, seed=3), cfg)
+    save_model(tmp_path, build_model(cfg, seed=3), cfg, overwrite=True)
+    assert not (tmp_path / CALIBRATION_FILE).exists()
+    assert "temperature" not in load_model(tmp_path).extras
 
 
 def _saved(tmp_path: Path) -> Path:

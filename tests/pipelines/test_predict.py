@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,10 @@ import pytest
 import tifffile
 from PIL import Image
 
-from bayescellseg.inference.batch import (
-    OUTPUT_SUFFIXES,
-    PredictOptions,
-    list_inputs,
-    predict_batch,
-)
+from bayescellseg.inference.segmenter import Segmenter
+from bayescellseg.pipelines.inputs import list_inputs
+from bayescellseg.pipelines.layout import OUTPUT_SUFFIXES
+from bayescellseg.pipelines.predict import PredictOptions, predict_batch
 from tests.synthetic import synthetic_image, synthetic_labels
 
 
@@ -47,10 +46,13 @@ def test_list_inputs_skips_label_images_and_reports_missing(tmp_path) -> None:
     assert problems == [(tmp_path / "nope.png", "no such file or folder")]
 
 
-def test_batch_outputs_failures_and_queue(model_dir, tmp_path, capsys) -> None:
+def test_batch_outputs_failures_and_queue(model_dir, tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="bayescellseg")
     write_images(tmp_path / "in")
     out = tmp_path / "out"
-    summary = predict_batch([tmp_path / "in"], model_dir, out, PredictOptions(n_samples=3))
+    summary = predict_batch(
+        Segmenter.load(model_dir), [tmp_path / "in"], out, PredictOptions(n_samples=3)
+    )
     assert (summary.n_ok, summary.n_failed) == (2, 1)
     assert summary.failures[0][0].name == "broken.png"
     assert "broken.png" in summary.failures[0][1]
@@ -85,27 +87,29 @@ def test_batch_outputs_failures_and_queue(model_dir, tmp_path, capsys) -> None:
     run = json.loads((out / "run_config.json").read_text())
     assert run["n_ok"] == 2 and run["n_failed"] == 1 and run["seed"] == 0
     assert run["options"]["n_samples"] == 3 and "torch" in run["versions"]
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert "img0.png" in printed and "FAILED" in printed and "2 ok, 1 failed" in printed
 
 
 def test_no_overwrite_without_flag(model_dir, tmp_path) -> None:
     images = write_images(tmp_path / "in", n=1, corrupt=False)
     out = tmp_path / "out"
-    predict_batch(images, model_dir, out, PredictOptions(n_samples=2))
+    predict_batch(Segmenter.load(model_dir), images, out, PredictOptions(n_samples=2))
     before = (out / "img0_probability.tif").read_bytes()
     with pytest.raises(FileExistsError, match="overwrite"):
-        predict_batch(images, model_dir, out, PredictOptions(n_samples=2))
+        predict_batch(Segmenter.load(model_dir), images, out, PredictOptions(n_samples=2))
     # Without the batch files, each image is refused up front and reported.
     (out / "summary.csv").unlink()
     (out / "run_config.json").unlink()
-    summary = predict_batch(images, model_dir, out, PredictOptions(n_samples=2, seed=5))
-    assert summary.n_failed == 1 and "exists, use --overwrite" in summary.failures[0][1]
+    summary = predict_batch(
+        Segmenter.load(model_dir), images, out, PredictOptions(n_samples=2, seed=5)
+    )
+    assert summary.n_failed == 1 and "exists, pass overwrite=True" in summary.failures[0][1]
     assert (out / "img0_probability.tif").read_bytes() == before
     # With the flag everything is replaced (a different seed gives different maps).
     (out / "summary.csv").unlink()
     (out / "run_config.json").unlink()
-    summary = predict_batch(images, model_dir, out, PredictOptions(n_samples=2, seed=5,
+    summary = predict_batch(Segmenter.load(model_dir), images, out, PredictOptions(n_samples=2, seed=5,
                                                                   overwrite=True))  # fmt: skip
     assert summary.n_ok == 1
     assert (out / "img0_probability.tif").read_bytes() != before
@@ -116,12 +120,14 @@ def test_duplicate_output_names_fail(model_dir, tmp_path) -> None:
     other = tmp_path / "b" / "img0.tif"
     other.parent.mkdir()
     tifffile.imwrite(other, np.asarray(Image.open(images[0])))
-    summary = predict_batch([images[0], other], model_dir, tmp_path / "out", PredictOptions(2))
+    summary = predict_batch(
+        Segmenter.load(model_dir), [images[0], other], tmp_path / "out", PredictOptions(2)
+    )
     assert summary.n_ok == 1 and "already used" in summary.failures[0][1]
 
 
 def test_list_inputs_expands_dsb_root_and_sample_folder() -> None:
-    from bayescellseg.inference.batch import list_inputs
+    from bayescellseg.pipelines.inputs import list_inputs
     from bayescellseg.samples import sample_ids, sample_root
 
     files, problems = list_inputs([sample_root()])
@@ -132,7 +138,7 @@ def test_list_inputs_expands_dsb_root_and_sample_folder() -> None:
 
 
 def test_list_inputs_reports_missing_path(tmp_path: Path) -> None:
-    from bayescellseg.inference.batch import list_inputs
+    from bayescellseg.pipelines.inputs import list_inputs
 
     files, problems = list_inputs([tmp_path / "nope.png", tmp_path])
     assert files == []
@@ -145,9 +151,10 @@ def test_overlay_colour_scale_is_centred_on_the_review_threshold(tmp_path) -> No
     one at zero uncertainty in its green end."""
     from matplotlib import colormaps
 
-    from bayescellseg.inference.batch import output_paths, write_outputs
-    from bayescellseg.inference.segmenter import Result
-    from bayescellseg.postprocess.nuclei import NucleusRecord
+    from bayescellseg.inference.result import PredictionInfo, Result
+    from bayescellseg.pipelines.layout import output_paths
+    from bayescellseg.pipelines.outputs import write_outputs
+    from bayescellseg.postprocess.nuclei import ImageSummary, NucleusRecord
 
     labels = np.zeros((40, 40), np.uint32)
     labels[5:15, 5:15] = 1
@@ -158,7 +165,10 @@ def test_overlay_colour_scale_is_centred_on_the_review_threshold(tmp_path) -> No
         return NucleusRecord(label, 0.0, 0.0, 100, 1.0, 0.0, 0.0, 1.0 - u, u, False)
 
     maps = dict.fromkeys(("probability", "entropy", "aleatoric", "epistemic", "variance"), zeros)
-    result = Result(**maps, contour=zeros, labels=labels, nuclei=[record(1, 0.0), record(2, 0.05)])
+    summary = ImageSummary(2, 0.125, 1.0, 0.0, 0.0, 0.975, 0, 0.0, 0.9, 0.02, False)
+    info = PredictionInfo(n_samples=2, tta=False, diameter=None, scale=1.0, precision="fp32")
+    nuclei = [record(1, 0.0), record(2, 0.05)]
+    result = Result(**maps, contour=zeros, labels=labels, nuclei=nuclei, summary=summary, info=info)
     paths = output_paths(tmp_path, "x")
     write_outputs(paths, zeros, result, {}, overwrite=False, review_threshold=0.05)
     overlay = np.asarray(Image.open(paths["overlay"]))

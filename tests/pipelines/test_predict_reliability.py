@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import errno
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -17,10 +18,12 @@ import tifffile
 
 from bayescellseg.cli import main
 from bayescellseg.errors import OutputError
-from bayescellseg.inference import outdir
-from bayescellseg.inference.batch import OUTPUT_SUFFIXES, PredictOptions, predict_batch
-from bayescellseg.inference.inputs import scan_inputs
-from tests.inference.test_batch import write_images
+from bayescellseg.inference.segmenter import Segmenter
+from bayescellseg.pipelines import outdir
+from bayescellseg.pipelines.inputs import scan_inputs
+from bayescellseg.pipelines.layout import OUTPUT_SUFFIXES
+from bayescellseg.pipelines.predict import PredictOptions, predict_batch
+from tests.pipelines.test_predict import write_images
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
@@ -56,13 +59,15 @@ def test_case3_second_run_into_a_locked_folder_stops(model_dir, tmp_path) -> Non
             json.dumps({"pid": holder.pid, "host": os.uname().nodename, "started": "t"})
         )
         with pytest.raises(OutputError, match=rf"another bayescellseg run \(PID {holder.pid}"):
-            predict_batch(images, model_dir, out, PredictOptions(n_samples=2, overwrite=True))
+            predict_batch(
+                Segmenter.load(model_dir), images, out, PredictOptions(n_samples=2, overwrite=True)
+            )
         assert not list(out.glob("img0_*"))
     finally:
         holder.kill()
         holder.wait()
     # the holder is gone: its lock is stale and is taken over; the run releases it at the end
-    summary = predict_batch(images, model_dir, out, PredictOptions(n_samples=2))
+    summary = predict_batch(Segmenter.load(model_dir), images, out, PredictOptions(n_samples=2))
     assert summary.n_ok == 1 and not (out / outdir.LOCK_NAME).exists()
 
 
@@ -80,7 +85,7 @@ def test_case4_resume_keeps_complete_redoes_partial(model_dir, tmp_path) -> None
     write_images(tmp_path / "in", n=3, corrupt=False)
     out = tmp_path / "out"
     options = PredictOptions(n_samples=2)
-    predict_batch([tmp_path / "in"], model_dir, out, options)
+    predict_batch(Segmenter.load(model_dir), [tmp_path / "in"], out, options)
     reference = {p.name: p.read_bytes() for p in out.glob("img*")}
     # an interrupted batch: no batch files, img1 half written, img2 never started
     (out / "summary.csv").unlink()
@@ -90,7 +95,9 @@ def test_case4_resume_keeps_complete_redoes_partial(model_dir, tmp_path) -> None
     for path in out.glob("img2_*"):
         path.unlink()
     kept_before = (out / "img0_summary.json").stat().st_mtime_ns
-    summary = predict_batch([tmp_path / "in"], model_dir, out, PredictOptions(2, resume=True))
+    summary = predict_batch(
+        Segmenter.load(model_dir), [tmp_path / "in"], out, PredictOptions(2, resume=True)
+    )
     assert (summary.n_ok, summary.n_failed, summary.kept) == (3, 0, ["img0"])
     assert (out / "img0_summary.json").stat().st_mtime_ns == kept_before
     assert {p.name: p.read_bytes() for p in out.glob("img*")} == reference
@@ -102,9 +109,11 @@ def test_case4_resume_keeps_complete_redoes_partial(model_dir, tmp_path) -> None
 def test_case4_resume_refuses_other_settings(model_dir, tmp_path) -> None:
     images = write_images(tmp_path / "in", n=1, corrupt=False)
     out = tmp_path / "out"
-    predict_batch(images, model_dir, out, PredictOptions(n_samples=2))
-    with pytest.raises(Exception, match=r"other settings \(--seed 0 -> 3\)"):
-        predict_batch(images, model_dir, out, PredictOptions(n_samples=2, seed=3, resume=True))
+    predict_batch(Segmenter.load(model_dir), images, out, PredictOptions(n_samples=2))
+    with pytest.raises(Exception, match=r"other settings \(seed 0 -> 3\)"):
+        predict_batch(
+            Segmenter.load(model_dir), images, out, PredictOptions(n_samples=2, seed=3, resume=True)
+        )
 
 
 def test_case5_failed_write_names_the_file_and_leaves_nothing(
@@ -123,27 +132,30 @@ def test_case5_failed_write_names_the_file_and_leaves_nothing(
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(tifffile, "imwrite", disk_full_on_third)
-    summary = predict_batch(images, model_dir, out, PredictOptions(n_samples=2))
+    summary = predict_batch(Segmenter.load(model_dir), images, out, PredictOptions(n_samples=2))
     problem = summary.failures[0][1]
     assert problem == f"{out / 'img0_entropy.tif'}: cannot write (No space left on device)"
     assert sorted(p.name for p in out.iterdir()) == ["run_config.json", "summary.csv"]
     monkeypatch.setattr(tifffile, "imwrite", real)
     # a later run does not refuse the image (nothing of it exists)
-    again = predict_batch(images, model_dir, out, PredictOptions(n_samples=2, resume=True))
+    again = predict_batch(
+        Segmenter.load(model_dir), images, out, PredictOptions(n_samples=2, resume=True)
+    )
     assert again.n_ok == 1 and len(_outputs(out, "img0")) == len(OUTPUT_SUFFIXES)
 
 
-def test_case5_leftovers_of_a_killed_run_are_removed(model_dir, tmp_path, capsys) -> None:
+def test_case5_leftovers_of_a_killed_run_are_removed(model_dir, tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="bayescellseg")
     images = write_images(tmp_path / "in", n=1, corrupt=False)
     out = tmp_path / "out"
     staging = out / outdir.STAGING_NAME / "img9"
     staging.mkdir(parents=True)
     (staging / "img9_labels.tif").write_bytes(b"half")
     (out / ".img0_labels.tif.ab3_x9zq.tmp.tif").write_bytes(b"half")
-    predict_batch(images, model_dir, out, PredictOptions(n_samples=2))
+    predict_batch(Segmenter.load(model_dir), images, out, PredictOptions(n_samples=2))
     assert not (out / outdir.STAGING_NAME).exists()
     assert not list(out.glob(".*.tmp*")) and not list(out.glob("img9*"))
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert "removed the incomplete outputs of img9" in printed and "1 temporary file" in printed
 
 
@@ -155,7 +167,7 @@ def test_case5_interrupted_move_is_finished(model_dir, tmp_path) -> None:
     (staging / "old_labels.tif").write_bytes(b"labels")
     (staging / outdir.COMPLETE_MARKER).write_bytes(b"")
     (out / "old_summary.json").write_text("{}")  # moved in before the kill
-    predict_batch(images, model_dir, out, PredictOptions(n_samples=2))
+    predict_batch(Segmenter.load(model_dir), images, out, PredictOptions(n_samples=2))
     assert (out / "old_labels.tif").read_bytes() == b"labels"
 
 
@@ -171,7 +183,9 @@ def test_case7_unreadable_input_folder_fails_alone(model_dir, tmp_path, monkeypa
         return real_iterdir(self)
 
     monkeypatch.setattr(Path, "iterdir", iterdir)  # chmod 000 does not stop root
-    summary = predict_batch([locked, good[0]], model_dir, tmp_path / "out", PredictOptions(2))
+    summary = predict_batch(
+        Segmenter.load(model_dir), [locked, good[0]], tmp_path / "out", PredictOptions(2)
+    )
     assert (summary.n_ok, summary.n_failed) == (1, 1)
     assert summary.failures[0] == (locked, "cannot read the folder (Permission denied)")
 
@@ -185,7 +199,7 @@ def test_case7_unwritable_out_fails_before_the_first_image(model_dir, tmp_path, 
 
     monkeypatch.setattr(outdir.tempfile, "NamedTemporaryFile", refuse)
     with pytest.raises(OutputError, match="cannot write into the output folder"):
-        predict_batch(images, model_dir, out, PredictOptions(n_samples=2))
+        predict_batch(Segmenter.load(model_dir), images, out, PredictOptions(n_samples=2))
     assert not list(out.iterdir())
 
 
@@ -205,7 +219,7 @@ def test_case10_skipped_entries_and_own_outputs_are_reported(model_dir, tmp_path
     (folder / "dir.png").mkdir()
     (folder / "loop.tif").symlink_to(folder / "loop.tif")
     out = tmp_path / "out"
-    predict_batch([folder], model_dir, out, PredictOptions(n_samples=2))
+    predict_batch(Segmenter.load(model_dir), [folder], out, PredictOptions(n_samples=2))
     scan = scan_inputs([folder])
     assert [p.name for p in scan.files] == ["img0.png"]
     reasons = {p.name: r for p, r in scan.skipped}
@@ -222,12 +236,12 @@ def test_case10_skipped_entries_and_own_outputs_are_reported(model_dir, tmp_path
 
 
 def test_case11_internal_error_exit_code_3_with_log(tmp_path, monkeypatch, capsys) -> None:
-    import bayescellseg.inference.batch as batch
+    import bayescellseg.cli.commands as commands
 
     def bug(*args, **kwargs):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(batch, "predict_batch", bug)
+    monkeypatch.setattr(commands, "predict_batch", bug)
     assert main(["predict", str(tmp_path), "--out", str(tmp_path / "o")]) == 3
     err = capsys.readouterr().err
     assert "internal error (KeyError" in err and "Traceback" not in err

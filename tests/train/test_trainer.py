@@ -11,6 +11,7 @@ import torch
 
 from bayescellseg.data.sizes import median_diameter
 from bayescellseg.errors import InputError
+from bayescellseg.model.config import ModelConfig
 from bayescellseg.model.store import load_model, update_extras
 from bayescellseg.train import members, steps
 from bayescellseg.train.history import LOG_COLUMNS
@@ -215,12 +216,13 @@ def test_validate_scores_a_perfect_predictor(data) -> None:
             assert x.shape == (1, 3, *sample.labels.shape)
             return (torch.from_numpy(targets)[None] * 2 - 1) * 30.0
 
-    scores = validate([Oracle(), Oracle()], [sample], "auto")
+    config = ModelConfig(base_channels=4, depth=2)
+    scores = validate([Oracle(), Oracle()], [sample], config)
     assert scores["dice"] == pytest.approx(1.0)
     expected = dsb_score(sample.labels, instances_from_maps(targets[0], targets[1]))
     assert scores["dsb"] == pytest.approx(expected, abs=1e-6)
     assert scores["dsb"] > 0.8 and scores["n_images"] == 1
-    empty = validate([Oracle()], [], "auto")
+    empty = validate([Oracle()], [], config)
     assert np.isnan(empty["dsb"]) and empty["n_images"] == 0
 
 

@@ -1,6 +1,6 @@
 """Where evaluation items come from: a ``predict`` output folder or a model run in memory.
 
-A prediction folder holds, per image ``name`` (see :mod:`bayescellseg.inference.batch`):
+A prediction folder holds, per image ``name`` (see :mod:`bayescellseg.pipelines.layout`):
 ``name_labels.tif`` (required), ``name_probability.tif``, ``name_entropy.tif``,
 ``name_aleatoric.tif``, ``name_epistemic.tif``, ``name_nuclei.csv`` and ``name_summary.json``
 (each optional; the calibration and uncertainty metrics that need a missing file are skipped).
@@ -18,16 +18,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from bayescellseg.errors import BayesCellSegError, InputError
-
-MAP_NAMES = ("probability", "entropy", "aleatoric", "epistemic")
-"""Optional float maps of a prediction (``probability`` = mean foreground probability)."""
+from bayescellseg.io.datasets import SampleRef, list_samples
+from bayescellseg.io.images import read_image, read_label_image
+from bayescellseg.io.rle import read_rle_csv
+from bayescellseg.pipelines.layout import (
+    LABELS_SUFFIX,
+    MAP_NAMES,
+    NUCLEI_SUFFIX,
+    RUN_CONFIG,
+    SUMMARY_SUFFIX,
+    map_path,
+)
 
 UNCERTAINTY_MAPS = ("entropy", "aleatoric", "epistemic")
 """Pixel uncertainty maps scored as error detectors (bits, in [0, 1])."""
-
-LABELS_SUFFIX = "_labels.tif"
 
 
 @dataclass(frozen=True)
@@ -109,8 +116,6 @@ def prediction_names(pred_dir: Path) -> list[str]:
 
 
 def _read_float_map(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    import tifffile
-
     try:
         data = tifffile.imread(path)
     except Exception as err:  # noqa: BLE001 - tifffile raises many types for bad files
@@ -209,20 +214,18 @@ def read_prediction(
     Raises:
         InputError: A file is unreadable or its shape does not match the labels.
     """
-    from bayescellseg.io.images import read_label_image
-
     pred_dir = Path(pred_dir)
     labels = read_label_image(pred_dir / f"{name}{LABELS_SUFFIX}")
     maps = {}
     for key in MAP_NAMES:
-        path = pred_dir / f"{name}_{key}.tif"
+        path = map_path(pred_dir, name, key)
         if path.is_file():
             maps[key] = _read_float_map(path, labels.shape)
     if "probability" in maps:
         maps["probability"] = _clip_probability(maps["probability"])
-    summary_path = pred_dir / f"{name}_summary.json"
+    summary_path = pred_dir / f"{name}{SUMMARY_SUFFIX}"
     summary = _summary(summary_path) if summary_path.is_file() else {}
-    table_path = pred_dir / f"{name}_nuclei.csv"
+    table_path = pred_dir / f"{name}{NUCLEI_SUFFIX}"
     nucleus_u, image_u = fallback_uncertainties(labels, maps)
     if table_path.is_file():
         nucleus_u = _nucleus_table(table_path)
@@ -246,15 +249,13 @@ def run_review_threshold(pred_dir: Path) -> float:
         The threshold, or nan when the file is absent, unreadable or has none.
     """
     try:
-        config = json.loads((Path(pred_dir) / "run_config.json").read_text(encoding="utf-8"))
+        config = json.loads((Path(pred_dir) / RUN_CONFIG).read_text(encoding="utf-8"))
         return _as_float(config["review"]["nucleus_uncertainty"])
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError):
         return math.nan
 
 
 def _label_shape(path: Path) -> tuple[int, int]:
-    import tifffile
-
     try:
         with tifffile.TiffFile(path) as tif:
             return tuple(tif.pages[0].shape[:2])  # type: ignore[return-value]
@@ -279,17 +280,14 @@ def truth_loaders(
     """
     truth = Path(truth)
     if truth.is_file() and truth.suffix.lower() == ".csv":
-        from bayescellseg.io.rle import read_rle_csv
-
         labels_by_id = read_rle_csv(truth, shapes=shapes)
         return {k: (lambda v=v: (v, None)) for k, v in labels_by_id.items()}
     if not truth.exists():
         raise InputError(
             truth, "truth not found (expected a DSB2018 folder, label-image folder or RLE CSV)"
         )
-    from bayescellseg.io.datasets import list_samples
 
-    def loader(ref) -> TruthLoader:
+    def loader(ref: SampleRef) -> TruthLoader:
         def load() -> tuple[np.ndarray, np.ndarray | None]:
             sample = ref.load()
             return sample.labels, sample.image
@@ -301,8 +299,6 @@ def truth_loaders(
 
 def _source_image(summary: dict) -> np.ndarray | None:
     """The original image named in a prediction summary, if it can still be read."""
-    from bayescellseg.io.images import read_image
-
     source = summary.get("source")
     if not source or not Path(source).is_file():
         return None
@@ -423,75 +419,3 @@ def dataset_names(paths: Sequence[Path]) -> list[str]:
             name, k = f"{base}-{k}", k + 1
         out.append(name)
     return out
-
-
-def select_samples(path: Path, split_ids: set[str] | None = None, limit: int | None = None) -> list:
-    """Sample references of a dataset, optionally restricted to split IDs and the first ``limit``.
-
-    Args:
-        path: DSB2018 layout or label-image folder.
-        split_ids: Keep only these IDs (e.g. the stored validation split), or None for all.
-        limit: Keep at most this many (in sorted ID order), or None.
-
-    Returns:
-        ``SampleRef`` list (``id`` and ``load()``).
-
-    Raises:
-        InputError: No sample is left.
-    """
-    from bayescellseg.io.datasets import list_samples
-
-    refs = sorted(list_samples(path), key=lambda r: r.id)
-    if split_ids is not None:
-        refs = [r for r in refs if r.id in split_ids]
-        if not refs:
-            raise InputError(
-                path, "none of its images is in the requested split (is it DSB2018 stage1_train?)"
-            )
-    if limit is not None:
-        refs = refs[: max(int(limit), 0)]
-    if not refs:
-        raise InputError(path, "no images to evaluate")
-    return refs
-
-
-def prediction_from_result(result, review_threshold: float = math.nan) -> Prediction:
-    """A :class:`Prediction` from a ``Segmenter.predict`` result (in memory).
-
-    Args:
-        result: The result.
-        review_threshold: The segmenter's nucleus review threshold (nan when unknown).
-    """
-    maps = {key: np.asarray(getattr(result, key), np.float32) for key in MAP_NAMES}
-    maps["probability"] = _clip_probability(maps["probability"])
-    summary = result.summary or {}
-    return Prediction(
-        labels=np.asarray(result.labels, np.uint32),
-        maps=maps,
-        nucleus_uncertainty={int(r.label): float(r.uncertainty) for r in result.nuclei},
-        image_uncertainty=_as_float(summary.get("uncertainty")),
-        predicted_quality=_as_float(summary.get("predicted_quality")),
-        review_threshold=review_threshold,
-    )
-
-
-def iter_model_items(
-    segmenter,
-    datasets: Sequence[tuple[str, list]],
-    n_samples: int | None,
-    tta: bool,
-    seed: int,
-    diameter: float | str | None = None,
-) -> Iterator[EvalItem | Failure]:
-    """Predict every sample with ``segmenter`` and yield the items (failures for bad samples)."""
-    for dataset, refs in datasets:
-        for ref in refs:
-            try:
-                sample = ref.load()
-                result = segmenter.predict(
-                    sample.image, n_samples=n_samples, tta=tta, seed=seed, diameter=diameter
-                )
-                prediction = prediction_from_result(result, segmenter.review.nucleus_uncertainty)
-                yield EvalItem(dataset, ref.id, sample.labels, prediction, sample.image)
-            except (BayesCellSegError, OSError, ValueError) as err:
-                yield Failure(dataset, ref.id, str(err))

@@ -2,33 +2,54 @@
 
 Example::
 
-    from bayescellseg.inference.segmenter import Segmenter
+    from bayescellseg import Segmenter, read_image
 
     seg = Segmenter.load("models/nuclei")          # or Segmenter.load() for the bundled model
-    result = seg.predict(image, n_samples=20, tta=False, seed=0)
-    result.labels          # (H, W) uint32 nuclei
-    result.epistemic       # (H, W) mutual information in bits
-    result.summary["needs_review"]
+    result = seg.predict(read_image("cells.png"), n_samples=20, tta=False, seed=0)
+    result.labels                  # (H, W) uint32 nuclei
+    result.epistemic               # (H, W) mutual information in bits
+    result.summary.needs_review    # the typed ImageSummary
+
+``predict`` is :meth:`Segmenter.predict_maps` (the network, tiled, with the optional resize to
+the model's nucleus size) followed by :meth:`Segmenter.segment` (watershed, nucleus records and
+image summary). Everything that predicts (batch ``predict``, ``evaluate``, ``calibrate``,
+training validation) goes through these two calls.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 import torch
 
+from bayescellseg.data.normalize import normalize
+from bayescellseg.data.sizes import median_diameter
 from bayescellseg.errors import InputError
 from bayescellseg.inference.precision import check_precision, resolve_precision
+from bayescellseg.inference.rescale import (
+    AUTO_PROBES,
+    auto_scale,
+    params_at_scale,
+    resize_image,
+    resize_samples,
+    scale_for,
+    trust_coarser_probe,
+)
+from bayescellseg.inference.result import (
+    PredictedMaps,
+    PredictionInfo,
+    Result,
+    SampleSegmentations,
+)
 from bayescellseg.inference.sampling import (
     ImageSamples,
     SamplingOptions,
-    dequantize,
     members_of,
+    model_device,
     sample_image,
     samples_per_member,
 )
@@ -36,58 +57,50 @@ from bayescellseg.inference.uncertainty import UncertaintyMaps
 from bayescellseg.io.images import to_rgb_float
 from bayescellseg.model.config import ModelConfig
 from bayescellseg.model.store import bundled_model_path, load_model
-from bayescellseg.postprocess.nuclei import NucleusRecord, ReviewThresholds, analyse_segmentation
+from bayescellseg.postprocess.nuclei import analyse_segmentation
+from bayescellseg.postprocess.review import ReviewThresholds
 from bayescellseg.postprocess.watershed import WatershedParams, instances_from_maps
+
+__all__ = [
+    "AUTO_MIN_NUCLEI",
+    "PredictSettings",
+    "PredictedMaps",
+    "PredictionInfo",
+    "Result",
+    "Segmenter",
+    "as_float_rgb",
+    "bundled_model_path",
+]
 
 #: ``diameter="auto"`` needs at least this many nuclei in the first pass to estimate a size.
 AUTO_MIN_NUCLEI = 3
 
+#: Names :meth:`Segmenter.load` accepts instead of a folder for the bundled model.
+BUNDLED_NAMES = ("bundled", "nuclei")
+
 
 @dataclass(frozen=True)
-class Result(UncertaintyMaps):
-    """Segmentation and uncertainty of one image: the per-pixel maps of
-    :class:`~bayescellseg.inference.uncertainty.UncertaintyMaps` (``probability``, ``entropy``,
-    ``aleatoric``, ``epistemic``, ``variance``, ``contour``, each (H, W) float32) plus:
+class PredictSettings:
+    """How :meth:`Segmenter.predict_maps` runs the network (see :meth:`Segmenter.predict`).
 
     Attributes:
-        labels: (H, W) uint32 nuclei, 0 = background.
-        nuclei: Per-nucleus records (see :mod:`bayescellseg.postprocess.nuclei`).
-        summary: Per-image summary (``n_nuclei``, ``uncertainty``, ``predicted_quality``,
-            ``needs_review``, ``reasons``, ... plus ``n_samples`` and ``tta``).
+        n_samples: Stochastic samples T (None: the model's default; 0: one deterministic pass).
+        tta: Cross every sample with the 8 flips / 90-degree rotations.
+        seed: Seed of the samples.
+        tile_size: Images larger than this are processed in overlapping tiles.
+        diameter: Nucleus diameter in pixels, ``"auto"`` or None (no resizing).
+        precision: Precision of the forward pass (None: the Segmenter's default).
+        keep_logits: Also keep each sample's raw foreground logit (float16; e.g. to fit a
+            temperature). Not available together with a resize.
     """
 
-    labels: np.ndarray = field(kw_only=True)
-    nuclei: list[NucleusRecord] = field(default_factory=list, kw_only=True)
-    summary: dict[str, Any] = field(default_factory=dict, kw_only=True)
-
-    def maps(self) -> dict[str, np.ndarray]:
-        """The per-pixel maps by name."""
-        return {f.name: getattr(self, f.name) for f in fields(UncertaintyMaps)}
-
-
-class _SampleSegmentations(Sequence):
-    """Lazy per-sample instance segmentations (computed on access, nothing kept)."""
-
-    def __init__(self, foreground: np.ndarray, contour: np.ndarray, params: WatershedParams):
-        self._fg, self._ct, self._params = foreground, contour, params
-
-    def __len__(self) -> int:
-        return len(self._fg)
-
-    @overload
-    def __getitem__(self, index: int) -> np.ndarray: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
-
-    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if not -len(self) <= index < len(self):
-            raise IndexError(index)
-        return instances_from_maps(
-            dequantize(self._fg[index]), dequantize(self._ct[index]), self._params
-        )
+    n_samples: int | None = None
+    tta: bool = False
+    seed: int = 0
+    tile_size: int = 512
+    diameter: float | str | None = None
+    precision: str | None = None
+    keep_logits: bool = False
 
 
 def as_float_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -109,14 +122,17 @@ class Segmenter:
     """A loaded model plus its post-processing settings, ready to predict.
 
     Args:
-        model: The network (UNet or Ensemble), eval mode.
+        model: The network (UNet or Ensemble); put in eval mode.
         config: Its configuration.
         extras: The model folder's extras (``postprocess``, ``temperature``, ``logit_bias``,
-            ``review``, ...).
+            ``review``, ``nucleus_diameter``, ...).
         source: Where it was loaded from (for provenance), if anywhere.
         precision: Default precision of :meth:`predict`: ``auto`` (bf16 where the hardware
             computes it natively), ``fp32``, ``bf16`` or ``fp16`` (CUDA); see
             :mod:`bayescellseg.inference.precision`.
+
+    Raises:
+        InputError: Invalid calibration or post-processing settings in ``extras``.
     """
 
     def __init__(
@@ -139,66 +155,71 @@ class Segmenter:
         self.review = ReviewThresholds.from_dict(
             self.extras.get("review") or {}, f"{where}: review"
         )
-        temperature = self.extras.get("temperature", 1.0)
-        if temperature is None:
-            temperature = 1.0
-        if not isinstance(temperature, int | float) or not temperature > 0:
-            raise InputError(where, f"temperature must be a positive number, got {temperature!r}")
-        self.temperature = float(temperature)
-        bias = self.extras.get("logit_bias", 0.0)
-        if bias is None:
-            bias = 0.0
-        if not isinstance(bias, int | float) or not math.isfinite(bias):
-            raise InputError(where, f"logit_bias must be a finite number, got {bias!r}")
-        self.logit_bias = float(bias)
+        self.temperature = _number(self.extras, "temperature", 1.0, where, positive=True)
+        self.logit_bias = _number(self.extras, "logit_bias", 0.0, where, positive=False)
         diameter = self.extras.get("nucleus_diameter")
-        if diameter is not None and not (
-            isinstance(diameter, int | float) and math.isfinite(diameter) and diameter > 0
-        ):
-            raise InputError(where, f"nucleus_diameter must be a positive number, got {diameter!r}")
-        self.nucleus_diameter: float | None = None if diameter is None else float(diameter)
+        self.nucleus_diameter: float | None = (
+            None if diameter is None else _number(self.extras, "nucleus_diameter", 0, where, True)
+        )
 
     @classmethod
     def load(
         cls, path: str | Path | None = None, device: str = "cpu", precision: str = "auto"
     ) -> Segmenter:
-        """Load a model folder (``config.json`` + ``weights.safetensors``).
+        """Load a model folder (``config.json`` + ``weights.safetensors`` [+ ``calibration.json``]).
 
         Args:
-            path: The model folder; None loads the bundled pretrained nucleus model.
+            path: The model folder; None, ``"bundled"`` or ``"nuclei"`` load the bundled
+                pretrained nucleus model.
             device: ``cpu``, ``cuda``, ``cuda:1``, ...
             precision: Default precision of :meth:`predict` (``auto``, ``fp32``, ``bf16``,
                 ``fp16``).
 
         Raises:
             InputError: The folder is missing or invalid, the bundled model is not installed,
-                or the precision is unknown or unsupported on the device.
+                or the device or precision is unknown or unsupported.
         """
         check_precision(precision)
-        if path is None:
+        if path is None or (str(path) in BUNDLED_NAMES and not Path(path).is_dir()):
             folder = bundled_model_path()
             if not (folder / "config.json").is_file():
                 raise InputError(
                     folder,
                     "the bundled pretrained model is not installed; pass a model folder "
-                    "(--model DIR) trained with 'bayescellseg train'",
+                    "trained with 'bayescellseg train'",
                 )
         else:
             folder = Path(path)
         try:
             torch_device = torch.device(device)
         except RuntimeError as err:
-            raise InputError("--device", f"unknown device {device!r} ({err})") from err
+            raise InputError("device", f"unknown device {device!r} ({err})") from err
         if torch_device.type == "cuda" and not torch.cuda.is_available():
-            raise InputError("--device", f"{device!r} requested but CUDA is not available")
+            raise InputError("device", f"{device!r} requested but CUDA is not available")
         resolve_precision(precision, torch_device)  # refuse e.g. fp16 on a CPU before loading
         loaded = load_model(folder, device=torch_device)
         return cls(loaded.model, loaded.config, loaded.extras, source=folder, precision=precision)
 
+    def with_calibration(self, **calibration: Any) -> Segmenter:
+        """A Segmenter of the same network with other calibration settings.
+
+        Args:
+            **calibration: Any of ``temperature``, ``logit_bias``, ``postprocess`` (a
+                :class:`WatershedParams`) and ``review`` (a :class:`ReviewThresholds`).
+        """
+        known = ("temperature", "logit_bias", "postprocess", "review")
+        unknown = sorted(set(calibration) - set(known))
+        if unknown:
+            raise TypeError(f"unknown calibration settings {unknown}")
+        extras = dict(self.extras)
+        for key, value in calibration.items():
+            extras[key] = value.to_dict() if hasattr(value, "to_dict") else value
+        return Segmenter(self.model, self.config, extras, self.source, self.precision)
+
     @property
     def device(self) -> torch.device:
         """The device the network is on."""
-        return next(self.model.parameters()).device
+        return model_device(self.model)
 
     def resolved_precision(self, precision: str | None = None) -> str:
         """The concrete precision (``fp32``, ``bf16`` or ``fp16``) :meth:`predict` runs in.
@@ -228,9 +249,17 @@ class Segmenter:
             raise InputError(
                 self.source or "model",
                 "the model records no nucleus_diameter (the median nucleus size it was trained "
-                "on), so --diameter cannot be used; models trained by this version record it",
+                "on), so a diameter cannot be given; models trained by this version record it",
             )
         return diameter
+
+    def n_samples(self, n_samples: int | None = None) -> int:
+        """The effective number of stochastic samples T for a requested ``n_samples``."""
+        members = len(members_of(self.model))
+        return sum(samples_per_member(self.config, members, n_samples))
+
+    def _sample(self, image: np.ndarray, options: SamplingOptions, tile_size: int) -> ImageSamples:
+        return sample_image(self.model, self.config, image, options, tile_size)
 
     def _scale(
         self,
@@ -241,30 +270,20 @@ class Segmenter:
     ) -> tuple[float | None, float, ImageSamples | None]:
         """The image's nucleus diameter (given or estimated; None if unknown), the resize
         factor for the network (1.0: none) and the full-scale first pass of ``"auto"`` (else
-        None)."""
-        from bayescellseg.inference.rescale import (
-            AUTO_PROBES,
-            auto_scale,
-            resize_image,
-            scale_for,
-            trust_coarser_probe,
-        )
-
+        None)."""  # fmt: skip
         diameter = self.resolve_diameter(diameter)
         if diameter is None or self.nucleus_diameter is None:
             return None, 1.0, None
         if diameter != "auto":
             return diameter, scale_for(diameter, self.nucleus_diameter), None
-        single = replace(options, n_samples=0, tta=False)
-        first = sample_image(self.model, self.config, normalised, single, tile_size)
+        single = replace(options, n_samples=0, tta=False, keep_logits=False)
+        first = self._sample(normalised, single, tile_size)
         estimate = self._median_diameter(first)
         for probe in AUTO_PROBES[1:]:
             if math.isnan(estimate):
                 break
             shrunk = resize_image(normalised, probe)
-            at_probe = self._median_diameter(
-                sample_image(self.model, self.config, shrunk, single, tile_size)
-            )
+            at_probe = self._median_diameter(self._sample(shrunk, single, tile_size))
             if not trust_coarser_probe(at_probe, self.nucleus_diameter):
                 break
             estimate = at_probe / probe
@@ -274,16 +293,87 @@ class Segmenter:
 
     def _median_diameter(self, samples: ImageSamples) -> float:
         """Median nucleus diameter of a single-pass prediction, in its pixels (nan: too few)."""
-        from bayescellseg.data.sizes import median_diameter
-
         maps = samples.maps
         labels = instances_from_maps(maps.probability, maps.contour, self.params)
         return median_diameter([labels], min_count=AUTO_MIN_NUCLEI)
 
-    def n_samples(self, n_samples: int | None = None) -> int:
-        """The effective number of stochastic samples T for a requested ``n_samples``."""
-        members = len(members_of(self.model))
-        return sum(samples_per_member(self.config, members, n_samples))
+    def predict_maps(
+        self, image: np.ndarray, settings: PredictSettings | None = None
+    ) -> PredictedMaps:
+        """The network's maps of one image (normalised, tiled, resized to the model's nucleus
+        size when asked and brought back to the image's grid), before segmentation.
+
+        Args:
+            image: Raw (H, W) grey or (H, W, 3) colour image (see :meth:`predict`).
+            settings: How to run the network (None: the defaults of :meth:`predict`).
+
+        Returns:
+            Per-pixel maps, per-sample maps and how they were made (the input of
+            :meth:`segment`).
+
+        Raises:
+            InputError: A bad image, ``diameter`` or ``precision``; ``keep_logits`` with a
+                resize.
+        """
+        settings = settings or PredictSettings()
+        normalised = normalize(as_float_rgb(image), mode=self.config.normalization)
+        options = SamplingOptions(
+            n_samples=settings.n_samples,
+            tta=settings.tta,
+            seed=settings.seed,
+            temperature=self.temperature,
+            logit_bias=self.logit_bias,
+            keep_logits=settings.keep_logits,
+            precision=self.resolved_precision(settings.precision),
+        )
+        tile = settings.tile_size
+        measured, scale, first = self._scale(normalised, settings.diameter, options, tile)
+        single_pass = options.n_samples == 0 or not self.config.is_stochastic
+        reuse = first is not None and single_pass and not options.tta and not options.keep_logits
+        if scale == 1.0 and reuse:
+            samples = first  # auto's first pass is this very prediction
+        elif scale == 1.0:
+            samples = self._sample(normalised, options, tile)
+        elif settings.keep_logits:
+            raise InputError("diameter", "raw logits are not kept for a resized image")
+        else:
+            samples = self._sample(resize_image(normalised, scale), options, tile)
+            samples = resize_samples(samples, normalised.shape[:2])
+        return PredictedMaps(samples, scale, measured, bool(settings.tta), options.precision)
+
+    def segment(self, maps: PredictedMaps, stability: bool = True) -> Result:
+        """Nuclei, their records and the image summary from :meth:`predict_maps`' output.
+
+        Args:
+            maps: The maps of one image.
+            stability: Segment every sample too, for each nucleus's stability and the
+                image's predicted quality (False: skip them, NaN in the records; faster).
+
+        Returns:
+            The result (the same as :meth:`predict` with the same settings).
+        """
+        params = self.params if maps.scale == 1.0 else params_at_scale(self.params, maps.scale)
+        pixel = maps.maps
+        labels = instances_from_maps(pixel.probability, pixel.contour, params)
+        map_dict = {
+            "probability": pixel.probability,
+            "entropy": pixel.entropy,
+            "epistemic": pixel.epistemic,
+        }
+        samples = maps.samples
+        per_sample = None
+        if stability and maps.n_samples > 1:
+            per_sample = SampleSegmentations(samples.foreground, samples.contour, params)
+        records, summary = analyse_segmentation(
+            labels, map_dict, pixel.probability > params.fg_threshold, per_sample, self.review
+        )
+        return Result(
+            **{f.name: getattr(pixel, f.name) for f in fields(UncertaintyMaps)},
+            labels=labels,
+            nuclei=records,
+            summary=summary,
+            info=maps.info(),
+        )
 
     def predict(
         self,
@@ -295,7 +385,7 @@ class Segmenter:
         diameter: float | str | None = None,
         precision: str | None = None,
     ) -> Result:
-        """Segment nuclei and measure uncertainty.
+        """Segment nuclei and measure uncertainty: :meth:`predict_maps`, then :meth:`segment`.
 
         Args:
             image: Raw (H, W) grey or (H, W, 3) colour image (uint8, uint16 or float in [0, 1]);
@@ -318,72 +408,29 @@ class Segmenter:
                 default); the sigmoid and every moment stay in float32.
 
         Returns:
-            The labels, maps, nucleus records and image summary (with ``diameter``, the given
-            or estimated diameter or None, ``scale``, the resize factor used, and
-            ``precision``, the concrete precision of the forward pass).
+            The labels, maps, nucleus records, image summary and :class:`PredictionInfo`
+            (``diameter``: the given or estimated diameter or None; ``scale``: the resize
+            factor used; ``precision``: the concrete precision of the forward pass).
 
         Raises:
             InputError: A bad image, a bad ``diameter``, a ``diameter`` for a model that
                 recorded no ``nucleus_diameter``, or an unsupported ``precision``.
         """
-        from bayescellseg.data.normalize import normalize
-        from bayescellseg.inference.rescale import params_at_scale, resize_image, resize_samples
+        settings = PredictSettings(n_samples, tta, seed, tile_size, diameter, precision)
+        return self.segment(self.predict_maps(image, settings))
 
-        normalised = normalize(as_float_rgb(image), mode=self.config.normalization)
-        options = SamplingOptions(
-            n_samples=n_samples,
-            tta=tta,
-            seed=seed,
-            temperature=self.temperature,
-            logit_bias=self.logit_bias,
-            precision=self.resolved_precision(precision),
-        )
-        measured, scale, first = self._scale(normalised, diameter, options, tile_size)
-        params = self.params
-        single_pass = options.n_samples == 0 or not self.config.is_stochastic
-        if scale == 1.0 and first is not None and single_pass and not options.tta:
-            samples = first  # auto's first pass is this very prediction
-        elif scale == 1.0:
-            samples = sample_image(self.model, self.config, normalised, options, tile_size)
-        else:
-            resized = resize_image(normalised, scale)
-            samples = sample_image(self.model, self.config, resized, options, tile_size)
-            samples = resize_samples(samples, normalised.shape[:2])
-            params = params_at_scale(params, scale)
-        del normalised  # large images: free it before the per-sample segmentations
-        extra = {"tta": bool(tta), "diameter": measured, "scale": scale}
-        return self._segment(samples, params, {**extra, "precision": options.precision})
 
-    def _segment(
-        self, samples: ImageSamples, params: WatershedParams, extra: dict[str, Any]
-    ) -> Result:
-        """Nuclei, their records and the image summary (plus ``n_samples`` and ``extra``)."""
-        maps = samples.maps
-        labels = instances_from_maps(maps.probability, maps.contour, params)
-        map_dict = {
-            "probability": maps.probability,
-            "entropy": maps.entropy,
-            "epistemic": maps.epistemic,
-        }
-        n_total = samples.foreground.shape[0]
-        sample_labels = (
-            _SampleSegmentations(samples.foreground, samples.contour, params)
-            if n_total > 1
-            else None
-        )
-        records, summary = analyse_segmentation(
-            labels,
-            map_dict,
-            maps.probability > params.fg_threshold,
-            sample_labels,
-            self.review,
-        )
-        return Result(
-            **{f.name: getattr(maps, f.name) for f in fields(UncertaintyMaps)},
-            labels=labels,
-            nuclei=records,
-            summary={**summary.to_dict(), "n_samples": n_total, **extra},
-        )
+def _number(extras: dict[str, Any], key: str, default: float, where: str, positive: bool) -> float:
+    """A calibration number of the extras (None or absent: ``default``), checked."""
+    value = extras.get(key, default)
+    if value is None:
+        value = default
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if positive and not (ok and value > 0):
+        raise InputError(where, f"{key} must be a positive number, got {value!r}")
+    if not ok:
+        raise InputError(where, f"{key} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def _diameter_argument(diameter: float | str) -> float | str:
@@ -394,9 +441,9 @@ def _diameter_argument(diameter: float | str) -> float | str:
         try:
             diameter = float(diameter)
         except ValueError:
-            raise InputError("--diameter", f"expected 'auto' or pixels, got {diameter!r}") from None
+            raise InputError("diameter", f"expected 'auto' or pixels, got {diameter!r}") from None
     if isinstance(diameter, bool) or not isinstance(diameter, int | float):
-        raise InputError("--diameter", f"expected 'auto' or pixels, got {diameter!r}")
+        raise InputError("diameter", f"expected 'auto' or pixels, got {diameter!r}")
     if not (math.isfinite(diameter) and diameter > 0):
-        raise InputError("--diameter", f"must be a positive number of pixels, got {diameter}")
+        raise InputError("diameter", f"must be a positive number of pixels, got {diameter}")
     return float(diameter)

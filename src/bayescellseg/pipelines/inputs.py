@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bayescellseg.errors import InputError
+from bayescellseg.pipelines.layout import (
+    LABELS_SUFFIX,
+    MAP_SUFFIXES,
+    OVERLAY_SUFFIX,
+    SUMMARY_SUFFIX,
+)
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
-OWN_OUTPUT_SUFFIXES = (
-    "_probability.tif",
-    "_entropy.tif",
-    "_aleatoric.tif",
-    "_epistemic.tif",
-    "_overlay.png",
-)
+OWN_OUTPUT_SUFFIXES = (*MAP_SUFFIXES, OVERLAY_SUFFIX)
 
 
 @dataclass
@@ -58,8 +58,8 @@ def _skip_reason(path: Path) -> str | None:
     name = path.name
     if name.endswith(OWN_OUTPUT_SUFFIXES):
         return "output of an earlier 'predict'; skipped (name the file itself to segment it)"
-    if name.endswith("_labels.tif"):
-        if path.with_name(name[: -len("_labels.tif")] + "_summary.json").is_file():
+    if name.endswith(LABELS_SUFFIX):
+        if path.with_name(name[: -len(LABELS_SUFFIX)] + SUMMARY_SUFFIX).is_file():
             return "output of an earlier 'predict'; skipped (name the file itself to segment it)"
     return None
 

@@ -1,4 +1,9 @@
-"""The per-image output files of ``predict`` (see :mod:`bayescellseg.inference.batch`)."""
+"""Writing the per-image output files of ``predict`` (named in :mod:`~bayescellseg.pipelines.layout`).
+
+:func:`write_outputs` is where a further per-image export belongs: it receives the image, its
+:class:`~bayescellseg.Result` and the staged paths, and everything it writes is moved into the
+output folder together (:mod:`~bayescellseg.pipelines.outdir`).
+"""
 
 from __future__ import annotations
 
@@ -12,27 +17,16 @@ from typing import Any
 import numpy as np
 
 from bayescellseg.errors import OutputError
-from bayescellseg.inference.segmenter import Result
+from bayescellseg.inference.result import Result
 from bayescellseg.io.atomic import write_json_atomic, write_text_atomic
-
-OUTPUT_SUFFIXES = (
-    "_labels.tif",
-    "_probability.tif",
-    "_entropy.tif",
-    "_aleatoric.tif",
-    "_epistemic.tif",
-    "_overlay.png",
-    "_nuclei.csv",
-    "_summary.json",
-)
-
-
-def output_paths(out_dir: Path, name: str) -> dict[str, Path]:
-    """The output files of image ``name``, keyed by their suffix without extension."""
-    return {s.split(".")[0][1:]: out_dir / f"{name}{s}" for s in OUTPUT_SUFFIXES}
+from bayescellseg.io.images import write_png, write_tiff
+from bayescellseg.pipelines.layout import MAP_NAMES
+from bayescellseg.postprocess.nuclei import NUCLEUS_COLUMNS, records_to_rows
+from bayescellseg.report.overlay import make_overlay, uncertainty_vmax
 
 
 def fmt(value: Any) -> Any:
+    """A CSV cell: floats with 6 significant digits, NaN and None empty."""
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.6g}"
     if value is None:
@@ -41,6 +35,7 @@ def fmt(value: Any) -> Any:
 
 
 def csv_text(columns: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -> str:
+    """CSV text of ``rows`` (dicts) with a header of ``columns`` (cells by :func:`fmt`)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
@@ -75,9 +70,6 @@ def write_outputs(
     Raises:
         OutputError: A file cannot be written (disk full, permissions); names the file.
     """
-    from bayescellseg.io.images import write_png, write_tiff
-    from bayescellseg.postprocess.nuclei import NUCLEUS_COLUMNS, records_to_rows
-    from bayescellseg.report.overlay import make_overlay, uncertainty_vmax
 
     def write(key: str, writer: Callable[[Path, Any, bool], None], data: Any) -> None:
         try:
@@ -87,7 +79,7 @@ def write_outputs(
             raise OutputError(shown, f"cannot write ({err.strerror or err})") from err
 
     write("labels", write_tiff, result.labels.astype(label_dtype(result.labels)))
-    for name in ("probability", "entropy", "aleatoric", "epistemic"):
+    for name in MAP_NAMES:
         write(name, write_tiff, getattr(result, name).astype(np.float32))
     uncertainty = {r.label: r.uncertainty for r in result.nuclei}
     flagged = {r.label for r in result.nuclei if r.needs_review}
@@ -96,4 +88,4 @@ def write_outputs(
     )
     write("overlay", write_png, overlay)
     write("nuclei", write_text_atomic, csv_text(NUCLEUS_COLUMNS, records_to_rows(result.nuclei)))
-    write("summary", write_json_atomic, {**info, **result.summary})
+    write("summary", write_json_atomic, {**info, **result.summary_dict()})

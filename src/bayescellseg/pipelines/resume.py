@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bayescellseg.errors import InputError
+from bayescellseg.pipelines.layout import RUN_CONFIG
 
 RUN_MARKER = ".bayescellseg-run.json"
 IDENTITY_KEYS = (
@@ -53,7 +54,7 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     diffs = [k for k in IDENTITY_KEYS if k != "options" and old.get(k) != new.get(k)]
     old_opts, new_opts = old.get("options") or {}, new.get("options") or {}
     diffs += [
-        f"--{k.replace('_', '-')} {old_opts.get(k)!r} -> {new_opts.get(k)!r}"
+        f"{k} {old_opts.get(k)!r} -> {new_opts.get(k)!r}"
         for k in sorted(set(old_opts) | set(new_opts))
         if old_opts.get(k) != new_opts.get(k)
     ]
@@ -62,7 +63,7 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def earlier_identity(out_dir: Path) -> dict[str, Any] | None:
     """The identity of the run that wrote ``out_dir`` (interrupted or finished), if known."""
-    for name in (RUN_MARKER, "run_config.json"):
+    for name in (RUN_MARKER, RUN_CONFIG):
         data = read_json(Path(out_dir) / name)
         if data is not None:
             return run_identity(data)
@@ -70,7 +71,7 @@ def earlier_identity(out_dir: Path) -> dict[str, Any] | None:
 
 
 def check_same_run(out_dir: Path, identity: dict[str, Any]) -> None:
-    """Refuse ``--resume`` into a folder written with other settings.
+    """Refuse to resume into a folder written with other settings.
 
     Raises:
         InputError: Naming what differs.
@@ -80,9 +81,9 @@ def check_same_run(out_dir: Path, identity: dict[str, Any]) -> None:
         return
     diffs = _differences(earlier, identity)
     raise InputError(
-        "--resume",
+        "resume",
         f"{out_dir} holds the outputs of a run with other settings ({'; '.join(diffs[:6])}); "
-        "resume with the same model and options, or choose another --out",
+        "resume with the same model and options, or choose another output folder",
     )
 
 

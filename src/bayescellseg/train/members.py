@@ -90,7 +90,7 @@ def _load_init_weights(model: nn.Module, model_cfg: ModelConfig, init_from: str)
 def _validate(nets: Sequence[nn.Module], run: Run) -> dict[str, Any]:
     rt = run.rt
     dtype = rt.amp_dtype if rt.amp else None
-    return validate_sources(nets, run.val_samples, run.model_cfg.normalization, rt.device, dtype)
+    return validate_sources(nets, run.val_samples, run.model_cfg, dtype)
 
 
 def _val_columns(metrics: dict[str, Any]) -> dict[str, float]:

@@ -1,4 +1,9 @@
-"""Validation during training: whole images, sampling off, scored per source.
+"""Validation during training: the prediction path of ``predict``, sampling off, per source.
+
+Every validation image goes through :meth:`Segmenter.predict_maps` and
+:meth:`Segmenter.segment`, exactly as ``bayescellseg predict`` runs it (tiles, precision),
+with sampling switched off (one pass per member, probabilities averaged over the members), no
+calibration and the default watershed settings.
 
 The model chosen as "best" is the one with the highest *macro* DSB score: the mean over the
 sources of each source's mean DSB score, so a 10-image source counts as much as a 134-image one.
@@ -6,6 +11,7 @@ sources of each source's mean DSB score, so a 10-image source counts as much as 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,56 +20,43 @@ import numpy as np
 import torch
 from torch import nn
 
-from bayescellseg.data.normalize import normalize
+from bayescellseg.inference.result import Result
+from bayescellseg.inference.segmenter import PredictSettings, Segmenter
 from bayescellseg.io.dsb import Sample
 from bayescellseg.metrics.matching import average_precision, dsb_score
 from bayescellseg.metrics.segmentation import pixel_dice
-from bayescellseg.model.layers import sampling
-from bayescellseg.postprocess.watershed import instances_from_maps
+from bayescellseg.model.build import Ensemble
+from bayescellseg.model.config import ModelConfig
 
-__all__ = ["predict_maps", "validate", "validate_sources"]
+__all__ = ["PRECISION_OF_DTYPE", "validate", "validate_sources", "validation_segmenter"]
 
 _NAN = float("nan")
 
+#: The inference precision that matches a training autocast dtype (None: float32).
+PRECISION_OF_DTYPE = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
-@torch.no_grad()
-def predict_maps(
-    nets: Sequence[nn.Module],
-    image: np.ndarray,
-    normalization: str,
-    device: torch.device | None = None,
-    amp_dtype: torch.dtype | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Foreground and contour probabilities of a whole image, sampling off.
 
-    Ensembles average the members' probabilities. The U-Net pads the image internally.
+def validation_segmenter(
+    nets: Sequence[nn.Module], config: ModelConfig, amp_dtype: torch.dtype | None = None
+) -> Segmenter:
+    """A :class:`Segmenter` of eval-mode copies of ``nets`` (the training networks are left as
+    they are: mode, memory layout, weights).
 
     Args:
         nets: One network, or the members of an ensemble.
-        image: (H, W, 3) float32 image as read from disk (normalised here).
-        normalization: Mode for ``data.normalize.normalize``.
-        device: Where the networks are (default: CPU).
-        amp_dtype: Autocast dtype (None = float32).
-
-    Returns:
-        ``(foreground, contour)``, two (H, W) float32 arrays in [0, 1].
+        config: Their model configuration.
+        amp_dtype: The training autocast dtype (None: float32); validation predicts in the
+            matching precision.
     """
-    device = device or torch.device("cpu")
-    x = torch.from_numpy(np.ascontiguousarray(normalize(image, mode=normalization)))
-    x = x.permute(2, 0, 1)[None].to(device)
-    probs = torch.zeros((2, *image.shape[:2]), dtype=torch.float32, device=device)
-    for net in nets:
-        was_training = net.training
-        net.eval()
-        dtype = amp_dtype or torch.bfloat16
-        with (
-            sampling(net, False),
-            torch.autocast(device.type, dtype, enabled=amp_dtype is not None),
-        ):
-            probs += torch.sigmoid(net(x)[0].float())
-        net.train(was_training)
-    probs = (probs / len(nets)).cpu().numpy()
-    return probs[0], probs[1]
+    copies = [copy.deepcopy(net).eval() for net in nets]
+    model = copies[0] if len(copies) == 1 else Ensemble(nn.ModuleList(copies))
+    return Segmenter(model, config, precision=PRECISION_OF_DTYPE[amp_dtype])
+
+
+def _predict(segmenter: Segmenter, image: np.ndarray) -> Result:
+    """One validation image through the prediction path, sampling off, no stability."""
+    maps = segmenter.predict_maps(image, PredictSettings(n_samples=0))
+    return segmenter.segment(maps, stability=False)
 
 
 def _mean(values: list[float]) -> float:
@@ -73,21 +66,27 @@ def _mean(values: list[float]) -> float:
 def validate(
     nets: Sequence[nn.Module],
     samples: Sequence[Sample],
-    normalization: str,
-    device: torch.device | None = None,
+    config: ModelConfig,
     amp_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """Pixel Dice (foreground > 0.5), DSB2018 score and AP50 (default watershed), whole images.
+    """Pixel Dice (foreground > 0.5), DSB2018 score and AP50 (default watershed).
+
+    Args:
+        nets: One network, or the members of an ensemble (any mode; not changed).
+        samples: Validation images with their labels.
+        config: The networks' model configuration.
+        amp_dtype: The training autocast dtype (None: float32).
 
     Returns:
         ``{"dice", "dsb", "ap50", "n_images"}``; scores are means over images (NaN without
         images).
     """
+    segmenter = validation_segmenter(nets, config, amp_dtype)
     dice, dsb, ap50 = [], [], []
     for sample in samples:
-        fg, contour = predict_maps(nets, sample.image, normalization, device, amp_dtype)
-        pred = instances_from_maps(fg, contour)
-        dice.append(pixel_dice(sample.labels > 0, fg > 0.5))
+        result = _predict(segmenter, sample.image)
+        pred = result.labels
+        dice.append(pixel_dice(sample.labels > 0, result.probability > 0.5))
         dsb.append(dsb_score(sample.labels, pred))
         ap50.append(average_precision(sample.labels, pred, 0.5))
     return {"dice": _mean(dice), "dsb": _mean(dsb), "ap50": _mean(ap50), "n_images": len(samples)}
@@ -96,8 +95,7 @@ def validate(
 def validate_sources(
     nets: Sequence[nn.Module],
     val: Mapping[str, Sequence[Sample]],
-    normalization: str,
-    device: torch.device | None = None,
+    config: ModelConfig,
     amp_dtype: torch.dtype | None = None,
 ) -> dict[str, Any]:
     """:func:`validate` per source, and their macro means.
@@ -107,9 +105,7 @@ def validate_sources(
         level scores are means over the sources that have validation images (NaN if none).
     """
     per_source = {
-        name: validate(nets, samples, normalization, device, amp_dtype)
-        for name, samples in val.items()
-        if samples
+        name: validate(nets, samples, config, amp_dtype) for name, samples in val.items() if samples
     }
     scored = list(per_source.values())
     out: dict[str, Any] = {

@@ -17,10 +17,16 @@ from PIL import Image
 from skimage.segmentation import find_boundaries
 
 from bayescellseg.errors import InputError
-from bayescellseg.evaluate import evaluate_model, evaluate_predictions, report_from_predictions
 from bayescellseg.evaluation.gallery import TopK
+from bayescellseg.evaluation.run import EvaluateOptions
 from bayescellseg.evaluation.scoring import pixel_subsample
 from bayescellseg.evaluation.sources import fallback_uncertainties, mean_per_label
+from bayescellseg.inference.segmenter import Segmenter
+from bayescellseg.pipelines.evaluate import (
+    evaluate_model,
+    evaluate_predictions,
+    report_from_predictions,
+)
 from bayescellseg.report.html import GalleryEntry
 from tests.synthetic import synthetic_image, synthetic_labels
 
@@ -140,7 +146,7 @@ def test_refuses_to_overwrite_before_any_work(perfect, tmp_path):
     out = tmp_path / "report"
     out.mkdir()
     (out / "report.html").write_text("old")
-    with pytest.raises(FileExistsError, match="report.html.*--overwrite"):
+    with pytest.raises(FileExistsError, match="report.html: exists, pass overwrite=True"):
         evaluate_predictions(pred, truth, out)
     assert sorted(p.name for p in out.iterdir()) == ["report.html"]
 
@@ -300,7 +306,8 @@ def test_model_mode_two_datasets(tmp_path):
             labels = synthetic_labels((40, 40), n=2, seed=seed * 10 + k, radius=(4.0, 6.0))
             write_dsb(tmp_path / ds, f"{ds}_{k}", labels)
     out = tmp_path / "out"
-    m = evaluate_model(tmp_path / "model", [tmp_path / "set_a", tmp_path / "set_b"], out, limit=1)
+    seg = Segmenter.load(tmp_path / "model")
+    m = evaluate_model(seg, [tmp_path / "set_a", tmp_path / "set_b"], out, EvaluateOptions(limit=1))
     assert m["overall"]["n_images"] == 2
     assert set(m["datasets"]) == {"set_a", "set_b"} == set(m["ood"])
     assert m["overall"]["calibration"]["all_pixels"]["n"] == 2 * 40 * 40
@@ -314,7 +321,7 @@ def test_model_mode_two_datasets(tmp_path):
     config = json.loads((out / "evaluate_config.json").read_text())
     assert config["datasets"] == ["set_a", "set_b"] and config["limit"] == 1
     with pytest.raises(InputError, match="split"):
-        evaluate_model(tmp_path / "model", [tmp_path / "set_a"], tmp_path / "o2", split="val")
+        evaluate_model(seg, [tmp_path / "set_a"], tmp_path / "o2", EvaluateOptions(split="val"))
 
 
 def test_pixel_subsample_is_seeded_and_bounded():

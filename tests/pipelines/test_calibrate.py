@@ -1,4 +1,4 @@
-"""Post-training calibration: MC temperature fit, tuned settings written into the model folder."""
+"""``calibrate``: one pass of the prediction path, settings written to calibration.json."""
 
 from __future__ import annotations
 
@@ -13,25 +13,33 @@ from scipy.special import expit
 
 from bayescellseg.cli import main
 from bayescellseg.data.normalize import normalize
+from bayescellseg.data.selection import select_refs
 from bayescellseg.data.targets import make_targets
 from bayescellseg.errors import InputError
-from bayescellseg.evaluation.calibrate import (
-    calibrate_model,
-    fit_mc_calibration,
-    fit_mc_temperature,
-    mc_nll,
-)
+from bayescellseg.inference.recalibrate import recalibrated
 from bayescellseg.inference.sampling import (
     SamplingOptions,
     dequantize,
     sample_image,
     sample_tile,
 )
-from bayescellseg.inference.segmenter import Segmenter
-from bayescellseg.metrics.calibration import boundary_band, fit_temperature
+from bayescellseg.inference.segmenter import PredictSettings, Segmenter
+from bayescellseg.metrics.calibration import boundary_band
+from bayescellseg.metrics.matching import dsb_score
 from bayescellseg.model.build import build_model
 from bayescellseg.model.config import ModelConfig
-from bayescellseg.model.store import load_model, save_model, update_extras
+from bayescellseg.model.store import (
+    CALIBRATION_FILE,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_model,
+    read_calibration,
+    save_model,
+    update_extras,
+    write_calibration,
+)
+from bayescellseg.pipelines.calibrate import CalibrateOptions, calibrate_model, collect_predictions
+from bayescellseg.pipelines.progress import NoProgress
 from bayescellseg.postprocess.watershed import WatershedParams
 from bayescellseg.train.loss import segmentation_loss
 from tests.io.build import write_dsb_sample
@@ -40,94 +48,9 @@ from tests.synthetic import synthetic_image, synthetic_labels
 IDS = ("a0", "b1", "c2")
 
 
-# ----------------------------------------------------------------------------- temperature math
-
-
-def _mc_case(n: int = 20_000, n_samples: int = 6, seed: int = 0):
-    """Logits of T samples whose MC-averaged probability is calibrated, and outcomes from it."""
-    rng = np.random.default_rng(seed)
-    z = rng.normal(0, 2, n)[None] + rng.normal(0, 1.5, (n_samples, n))
-    y = rng.random(n) < expit(z).mean(0)
-    return z, y
-
-
-def test_mc_nll_hand_computed():
-    z = np.array([[0.0, np.log(3.0)], [np.log(3.0), 0.0]])  # sigmoid: 0.5 and 0.75
-    y = np.array([1, 0])
-    # pixel 0: mean p = 0.625 -> -log 0.625; pixel 1: mean p = 0.625 -> -log 0.375
-    expected = -(np.log(0.625) + np.log(0.375)) / 2
-    assert mc_nll(z, y) == pytest.approx(expected, rel=1e-6)
-    # temperature 2 halves the logits; weights make a weighted mean
-    p = expit(z / 2).mean(0)
-    weighted = -(3 * np.log(p[0]) + 1 * np.log(1 - p[1])) / 4
-    assert mc_nll(z, y, 2.0, weights=np.array([3.0, 1.0])) == pytest.approx(weighted, rel=1e-6)
-    # a bias is added after the temperature: sigmoid(z / 2 - 1)
-    p = expit(z / 2 - 1.0).mean(0)
-    assert mc_nll(z, y, 2.0, bias=-1.0) == pytest.approx(
-        -(np.log(p[0]) + np.log(1 - p[1])) / 2, rel=1e-6
-    )
-    with pytest.raises(ValueError, match="bias must be finite"):
-        mc_nll(z, y, bias=np.nan)
-
-
-def test_fit_recovers_known_temperature_and_bias():
-    """Outcomes drawn from sigmoid(z / 2 - 0.8): the joint fit finds T = 2 and b = -0.8."""
-    rng = np.random.default_rng(4)
-    z = rng.normal(0, 4, 40_000)
-    y = rng.random(z.size) < expit(z / 2.0 - 0.8)
-    temperature, bias = fit_mc_calibration(z, y)
-    assert temperature == pytest.approx(2.0, rel=0.06) and bias == pytest.approx(-0.8, abs=0.06)
-    # the joint optimum beats the temperature-only fit, which is what bias=False returns
-    t_only = fit_mc_temperature(z, y)
-    assert fit_mc_calibration(z, y, bias=False) == (t_only, 0.0)
-    assert mc_nll(z, y, temperature, bias=bias) < mc_nll(z, y, t_only) - 1e-3
-    # scaled logits: T scales, the bias does not
-    t3, b3 = fit_mc_calibration(3.0 * z, y)
-    assert t3 == pytest.approx(3.0 * temperature, rel=0.01) and b3 == pytest.approx(bias, abs=0.01)
-    # with calibrated logits there is nothing to correct
-    y0 = rng.random(z.size) < expit(z)
-    t0, b0 = fit_mc_calibration(z, y0)
-    assert t0 == pytest.approx(1.0, rel=0.06) and b0 == pytest.approx(0.0, abs=0.06)
-
-
-def test_fit_recovers_known_temperature_of_mc_average():
-    z, y = _mc_case()
-    assert fit_mc_temperature(z, y) == pytest.approx(1.0, abs=0.08)
-    scaled = fit_mc_temperature(3.0 * z, y)
-    assert scaled == pytest.approx(3.0, rel=0.05)
-    # the NLL at the fitted T is no worse than at the true T or its neighbours
-    for t in (scaled * 0.9, 3.0, scaled * 1.1):
-        assert mc_nll(3.0 * z, y, scaled) <= mc_nll(3.0 * z, y, t) + 1e-12
-    # fitting the mean logit instead (the wrong objective) lands elsewhere
-    assert abs(fit_temperature(3.0 * z.mean(0), y) - 3.0) > 0.3
-
-
-def test_one_sample_equals_ordinary_temperature_scaling():
-    rng = np.random.default_rng(1)
-    z = rng.normal(0, 3, 5000)
-    y = rng.random(5000) < expit(z / 2.5)
-    assert fit_mc_temperature(z, y) == pytest.approx(fit_temperature(z, y), rel=1e-3)
-
-
-def test_weights_equal_repeated_pixels():
-    z, y = _mc_case(n=3000, seed=2)
-    w = np.random.default_rng(3).integers(1, 4, y.size)
-    repeated = fit_mc_temperature(np.repeat(z, w, axis=1), np.repeat(y, w))
-    assert fit_mc_temperature(z, y, weights=w) == pytest.approx(repeated, rel=1e-3)
-
-
-@pytest.mark.parametrize(
-    ("logits", "targets", "message"),
-    [
-        (np.zeros((2, 3)), np.zeros(4), "expected"),
-        (np.full((1, 2), np.nan), np.zeros(2), "finite"),
-        (np.zeros((1, 2)), np.array([0, 2]), "binary"),
-        (np.zeros((1, 0)), np.zeros(0), "no pixels"),
-    ],
-)
-def test_fit_rejects_bad_input(logits, targets, message):
-    with pytest.raises(ValueError, match=message):
-        fit_mc_temperature(logits, targets)
+def calibrate(model_dir: Path, root: Path, **options):
+    """``calibrate_model`` of the model folder with ``CalibrateOptions(**options)``."""
+    return calibrate_model(Segmenter.load(model_dir), root, CalibrateOptions(**options))
 
 
 # ----------------------------------------------------------------------------- model folder
@@ -194,7 +117,7 @@ def test_sampling_keeps_raw_logits_across_tiles(trained):
 
 def test_calibrate_writes_extras_and_predict_uses_them(setup):
     model_dir, root, split = setup
-    report = calibrate_model(model_dir, root, split_file=split, seed=0)
+    report = calibrate(model_dir, root, split_file=split, seed=0)
     assert report.n_images == 3 and report.n_samples == 3 and report.split == "val"
     # default: fitted on the boundary band; small images give every band pixel to the fit
     labels, _ = _images()
@@ -236,7 +159,7 @@ def test_scaled_logits_give_scaled_temperature(setup, tmp_path):
     """
     model_dir, root, split = setup
     kwargs = {"split_file": split, "write": False, "fit_region": "all", "bias": False}
-    plain = calibrate_model(model_dir, root, **kwargs)
+    plain = calibrate(model_dir, root, **kwargs)
     assert plain.n_fit_pixels == 3 * 64 * 64 and plain.bias == 0.0
     # a temperature keeps sigmoid(z / T) > 0.5 where z > 0 and the grid holds the old settings
     assert plain.dsb_after >= plain.dsb_before - 1e-12
@@ -246,7 +169,7 @@ def test_scaled_logits_give_scaled_temperature(setup, tmp_path):
         loaded.model.head.conv.bias[0] *= 3.0
     scaled_dir = tmp_path / "scaled"
     save_model(scaled_dir, loaded.model, loaded.config)
-    scaled = calibrate_model(scaled_dir, root, **kwargs)
+    scaled = calibrate(scaled_dir, root, **kwargs)
     assert scaled.temperature == pytest.approx(3.0 * plain.temperature, rel=0.01)
     for scope in ("all", "band"):
         for metric in ("nll", "ece"):
@@ -257,7 +180,7 @@ def test_scaled_logits_give_scaled_temperature(setup, tmp_path):
     assert abs(before[0] - before[1]) > 1e-3, before  # untempered, the scaled model differs
     assert "temperature" not in load_model(scaled_dir).extras  # write=False wrote nothing
     with pytest.raises(ValueError, match="fit_region"):
-        calibrate_model(model_dir, root, split_file=split, fit_region="interior")
+        calibrate(model_dir, root, split_file=split, fit_region="interior")
 
 
 def test_cli_prints_table_and_rerun_replaces_values(setup, capsys):
@@ -271,7 +194,11 @@ def test_cli_prints_table_and_rerun_replaces_values(setup, capsys):
     assert first["calibration"]["n_images"] == 3
 
     # tamper with the stored settings, then re-run on 2 images with another seed
-    update_extras(model_dir, postprocess=WatershedParams(fg_threshold=0.9).to_dict())
+    tampered = {
+        **read_calibration(model_dir),
+        "postprocess": WatershedParams(fg_threshold=0.9).to_dict(),
+    }
+    write_calibration(model_dir, tampered)
     assert main([*args, "--limit", "2", "--seed", "5"]) == 0
     second = load_model(model_dir).extras
     assert second["calibration"]["n_images"] == 2 and second["calibration"]["seed"] == 5
@@ -290,12 +217,12 @@ def test_quality_target_sets_which_images_count_as_poor(setup, capsys):
     args = ["calibrate", "--model", str(model_dir), "--data", str(root), "--split-file", str(split)]
     assert main([*args, "--quality-target", "0.4", "--dry-run", "--limit", "2"]) == 0
     assert "images with a DSB score below 0.4" in capsys.readouterr().out
-    report = calibrate_model(model_dir, root, split_file=split, limit=2, quality_target=0.4)
+    report = calibrate(model_dir, root, split_file=split, limit=2, quality_target=0.4)
     assert load_model(model_dir).extras["calibration"]["review"]["quality_target"] == 0.4
     assert report.quality_target == 0.4
     for bad in (0.0, 1.5, float("nan")):
         with pytest.raises(ValueError, match="quality_target"):
-            calibrate_model(model_dir, root, split_file=split, quality_target=bad)
+            calibrate(model_dir, root, split_file=split, quality_target=bad)
     for bad in ("0", "1.5", "nan", "high"):
         with pytest.raises(SystemExit) as exc:
             main([*args, "--quality-target", bad])
@@ -314,17 +241,20 @@ def test_dry_run_and_all_images(setup, capsys):
 def test_bad_inputs(setup, tmp_path):
     model_dir, root, split = setup
     with pytest.raises(InputError, match="model folder not found"):
-        calibrate_model(tmp_path / "nope", root, split_file=split)
+        calibrate(tmp_path / "nope", root, split_file=split)
+    with pytest.raises(InputError, match="no model folder to write calibration.json to"):
+        loaded = load_model(model_dir)
+        calibrate_model(Segmenter(loaded.model, loaded.config), root, CalibrateOptions())
     update_extras(model_dir, training={"split_file": "other.json", "split_sha256": "0" * 64})
     with pytest.raises(InputError, match="trained with another split"):
-        calibrate_model(model_dir, root, split_file=split)
+        calibrate(model_dir, root, split_file=split)
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"train": [], "val": ["zz"]}))
     update_extras(model_dir, training=None)
     with pytest.raises(InputError, match="1 image IDs of the val split are missing"):
-        calibrate_model(model_dir, root, split_file=other)
-    with pytest.raises(InputError, match="--split"):
-        calibrate_model(model_dir, root, split="test", split_file=split)
+        calibrate(model_dir, root, split_file=other)
+    with pytest.raises(InputError, match="^split: unknown split 'test'"):
+        calibrate(model_dir, root, split="test", split_file=split)
     assert main(["calibrate", "--model", str(model_dir), "--data", str(tmp_path / "x")]) == 2
 
 
@@ -333,7 +263,73 @@ def test_deterministic_model(setup, tmp_path):
     _, root, split = setup
     config = ModelConfig(base_channels=4, depth=2, method="deterministic", n_samples=1)
     folder = save_model(tmp_path / "det", build_model(config, seed=1), config)
-    report = calibrate_model(folder, root, split_file=split, limit=2, write=False)
+    report = calibrate(folder, root, split_file=split, limit=2, write=False)
     assert report.n_samples == 1 and report.n_images == 2
     assert np.isfinite(report.calibration_after["all"]["nll"])
     assert report.calibration_after["all"]["nll"] <= report.calibration_before["all"]["nll"]
+
+
+def test_cached_outputs_equal_predict_on_a_tiled_image(tmp_path):
+    """calibrate's single pass is Segmenter.predict's: same logits, contours and segmentation
+    for an image cut into tiles (random-weight MC-dropout model, 32 px tiles on 64 x 96)."""
+    config = ModelConfig(base_channels=4, depth=2, n_samples=3, method="mc_dropout")
+    folder = save_model(tmp_path / "m", build_model(config, seed=5), config)
+    labels = synthetic_labels((64, 96), n=6, seed=3, radius=(4.0, 7.0))
+    image = synthetic_image(labels, seed=3)
+    rgba = np.dstack([np.rint(image * 255).astype(np.uint8), np.full(labels.shape, 255, np.uint8)])
+    write_dsb_sample(tmp_path / "dsb", "t0", labels, rgba)
+    seg = Segmenter.load(folder, precision="fp32")
+    refs = select_refs(tmp_path / "dsb", None, folder, {})
+    options = CalibrateOptions(split=None, seed=2, tile_size=32)
+    work = tmp_path / "work"
+    work.mkdir()
+    collected = collect_predictions(seg, refs, options, work, NoProgress())
+
+    sample = refs[0].load()
+    maps = seg.predict_maps(sample.image, PredictSettings(seed=2, tile_size=32, keep_logits=True))
+    predicted = seg.predict(sample.image, seed=2, tile_size=32)
+    (stored,) = collected.stored
+    np.testing.assert_array_equal(stored.load("logits"), maps.samples.foreground_logits)
+    np.testing.assert_array_equal(stored.load("contour_samples"), predicted_contours(seg, sample))
+    np.testing.assert_array_equal(stored.load("contour"), predicted.contour)
+    np.testing.assert_array_equal(stored.load("truth"), sample.labels)
+    assert collected.before_dsb == [dsb_score(sample.labels, predicted.labels)]
+    # the "before" calibration is measured on predict's own probability map
+    assert collected.before["all"].n == labels.size
+    # recalibrating with the model's own settings gives predict's maps back (image-level
+    # moments from the stored per-sample logits: equal away from the tile overlaps)
+    same = recalibrated(stored.maps(), seg.temperature, seg.logit_bias)
+    cores = np.abs(same.maps.probability - predicted.probability)
+    assert np.median(cores) < 1e-3 and same.n_samples == 3
+
+
+def predicted_contours(seg: Segmenter, sample) -> np.ndarray:
+    """The per-sample contour maps of the prediction calibrate makes (uint8)."""
+    settings = PredictSettings(seed=2, tile_size=32, keep_logits=True)
+    return seg.predict_maps(sample.image, settings).samples.contour
+
+
+def test_calibrate_leaves_config_and_weights_and_old_folders_still_load(setup):
+    model_dir, root, split = setup
+    # an old folder: its calibration inside config.json (as the bundled model keeps it)
+    update_extras(model_dir, temperature=1.7, logit_bias=-0.3)
+    old = Segmenter.load(model_dir)
+    assert (old.temperature, old.logit_bias) == (1.7, -0.3)
+    _, images = _images()
+    before = old.predict(images[0], n_samples=3, seed=0)
+    config_bytes = (model_dir / CONFIG_FILE).read_bytes()
+    weights_bytes = (model_dir / WEIGHTS_FILE).read_bytes()
+
+    report = calibrate(model_dir, root, split_file=split, seed=0)
+    assert (model_dir / CONFIG_FILE).read_bytes() == config_bytes
+    assert (model_dir / WEIGHTS_FILE).read_bytes() == weights_bytes
+    stored = json.loads((model_dir / CALIBRATION_FILE).read_text())
+    assert stored["format_version"] == 1 and stored["temperature"] == report.temperature
+    assert report.temperature_before == 1.7 and report.bias_before == -0.3
+    new = Segmenter.load(model_dir)
+    assert new.temperature == report.temperature and new.params == report.watershed
+    # without calibration.json the folder predicts exactly as before
+    (model_dir / CALIBRATION_FILE).unlink()
+    again = Segmenter.load(model_dir).predict(images[0], n_samples=3, seed=0)
+    np.testing.assert_array_equal(again.probability, before.probability)
+    np.testing.assert_array_equal(again.labels, before.labels)

@@ -1,0 +1,254 @@
+"""The ``predict``, ``evaluate``, ``calibrate`` and ``data check`` subcommands.
+
+Each loads the model once (:meth:`Segmenter.load`) and hands it to its pipeline
+(:mod:`bayescellseg.pipelines`), with the console's progress bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bayescellseg.cli.console import console
+from bayescellseg.evaluation.calibration_report import format_calibration
+from bayescellseg.evaluation.run import EvaluateOptions
+from bayescellseg.inference.segmenter import Segmenter
+from bayescellseg.io.check import check_dataset, format_reports
+from bayescellseg.pipelines.calibrate import CalibrateOptions, calibrate_model
+from bayescellseg.pipelines.evaluate import evaluate_model, evaluate_predictions
+from bayescellseg.pipelines.predict import PredictOptions, predict_batch
+
+PRECISION_HELP = (
+    "precision of the network: auto (default: bf16 autocast + channels-last on CPUs with "
+    "native bf16 such as AVX-512 BF16 / AMX and on CUDA, fp32 elsewhere), fp32 (the reference) "
+    "or bf16"
+)
+DIAMETER_HELP = (
+    "typical nucleus diameter in pixels: the image is resized so its nuclei match the "
+    "model's training size; 'auto' estimates it per image and resizes only images outside "
+    "the size range the model handles (default: no resizing)"
+)
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    reports = [check_dataset(path) for path in args.path]
+    print(format_reports(reports))
+    return 1 if any(r.problems for r in reports) else 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    options = PredictOptions(
+        n_samples=args.samples,
+        tta=args.tta,
+        tile_size=args.tile,
+        overwrite=args.overwrite,
+        seed=args.seed,
+        diameter=args.diameter,
+        resume=args.resume,
+    )
+    segmenter = Segmenter.load(args.model, device=args.device, precision=args.precision)
+    with console(args.quiet) as progress:
+        summary = predict_batch(segmenter, args.inputs, args.out, options, progress)
+    return 1 if summary.n_failed else 0
+
+
+def _usage(problem: str) -> int:
+    print(f"bayescellseg evaluate: error: {problem}", file=sys.stderr)
+    return 2
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    options = EvaluateOptions(
+        seed=args.seed,
+        overwrite=args.overwrite,
+        diameter=args.diameter,
+        split=args.split,
+        n_samples=args.samples,
+        tta=args.tta,
+        limit=args.limit,
+    )
+    if args.pred is not None:
+        if args.model is not None or args.data:
+            return _usage("give either --pred DIR --truth PATH, or --model DIR --data PATH")
+        if args.truth is None:
+            return _usage("--pred needs --truth (DSB folder, label-image folder or RLE CSV)")
+        with console(args.quiet) as progress:
+            metrics = evaluate_predictions(args.pred, args.truth, args.out, options, progress)
+        return 1 if metrics.get("failures") else 0
+    if not args.data:
+        return _usage("give either --pred DIR --truth PATH, or --model DIR --data PATH")
+    segmenter = Segmenter.load(args.model, device=args.device, precision=args.precision)
+    with console(args.quiet) as progress:
+        metrics = evaluate_model(segmenter, args.data, args.out, options, progress)
+    return 1 if metrics.get("failures") else 0
+
+
+def _score_in_unit_interval(text: str) -> float:
+    """argparse type: a score in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    options = CalibrateOptions(
+        split=None if args.split == "all" else args.split,
+        split_file=args.split_file,
+        n_samples=args.samples,
+        limit=args.limit,
+        seed=args.seed,
+        tile_size=args.tile,
+        fit_region=args.fit_region,
+        bias=args.bias,
+        quality_target=args.quality_target,
+        write=not args.dry_run,
+    )
+    segmenter = Segmenter.load(args.model, device=args.device, precision=args.precision)
+    with console(args.quiet) as progress:
+        report = calibrate_model(segmenter, args.data, options, progress)
+    print(format_calibration(report))
+    where = (
+        "not written (--dry-run)" if args.dry_run else f"written to {args.model}/calibration.json"
+    )
+    print(f"Settings {where}.")
+    return 0
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16"], default="auto", help=PRECISION_HELP
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar and no per-image lines"
+    )
+
+
+def add_data_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``data check`` subcommand."""
+    data = sub.add_parser("data", help="inspect datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    check = data_sub.add_parser("check", help="summarise a dataset folder and list its problems")
+    check.add_argument(
+        "path", type=Path, nargs="+", help="DSB2018 layouts or folders of images + label images"
+    )
+    check.set_defaults(func=_cmd_data_check)
+
+
+def add_predict_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``predict`` subcommand."""
+    pr = sub.add_parser("predict", help="segment images and report their uncertainty")
+    pr.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    pr.add_argument(
+        "--model", type=Path, default=None, help="model folder (default: bundled model)"
+    )
+    pr.add_argument("--out", type=Path, required=True, help="output folder")
+    pr.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="stochastic samples T (default: model's; 0 = one deterministic pass)",
+    )
+    pr.add_argument("--tta", action="store_true", help="cross samples with the 8 flips/rotations")
+    pr.add_argument("--tile", type=int, default=512, help="tile size for large images")
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    pr.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted batch in --out: keep images whose outputs are complete, "
+        "redo the others (same model and options)",
+    )
+    pr.add_argument("--diameter", default=None, help=DIAMETER_HELP)
+    _add_common(pr)
+    pr.set_defaults(func=_cmd_predict)
+
+
+def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``evaluate`` subcommand."""
+    ev = sub.add_parser(
+        "evaluate", help="score predictions: segmentation, calibration, uncertainty"
+    )
+    ev.add_argument("--pred", type=Path, help="folder written by 'predict'")
+    ev.add_argument("--truth", type=Path, help="DSB layout, label-image folder or Kaggle RLE CSV")
+    ev.add_argument("--model", type=Path, help="model folder: predict, then score")
+    ev.add_argument("--data", type=Path, nargs="+", help="dataset(s) to predict and score")
+    ev.add_argument(
+        "--split", default=None, help="'val' or 'train' to use the stored split of DSB2018"
+    )
+    ev.add_argument("--samples", type=int, default=None)
+    ev.add_argument("--tta", action="store_true")
+    ev.add_argument("--limit", type=int, default=None, help="score only the first N images")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--out", type=Path, required=True, help="report folder")
+    ev.add_argument("--overwrite", action="store_true")
+    ev.add_argument("--diameter", default=None, help=DIAMETER_HELP + " (with --model)")
+    _add_common(ev)
+    ev.set_defaults(func=_cmd_evaluate)
+
+
+def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``calibrate`` subcommand."""
+    ca = sub.add_parser(
+        "calibrate",
+        help="fit temperature, logit bias, watershed settings and review thresholds on validation images",
+    )
+    ca.add_argument(
+        "--model", type=Path, required=True, help="model folder (its calibration.json is written)"
+    )
+    ca.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="DSB2018 stage1_train (or any dataset with --split all)",
+    )
+    ca.add_argument(
+        "--split",
+        default="val",
+        choices=["val", "train", "all"],
+        help="images of the stored split (default val); all = every image of --data",
+    )
+    ca.add_argument(
+        "--split-file",
+        dest="split_file",
+        type=Path,
+        help="split JSON (default: the bundled DSB2018 split)",
+    )
+    ca.add_argument(
+        "--samples", type=int, default=None, help="stochastic samples T (default: model's)"
+    )
+    ca.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    ca.add_argument("--seed", type=int, default=0)
+    ca.add_argument("--tile", type=int, default=512, help="tile size for large images (as predict)")
+    ca.add_argument("--device", default="cpu")
+    ca.add_argument(
+        "--fit-region",
+        dest="fit_region",
+        choices=["band", "all"],
+        default="band",
+        help="pixels of the temperature/bias fit: within 3 px of a true nucleus boundary "
+        "(default) or all",
+    )
+    ca.add_argument(
+        "--no-bias",
+        dest="bias",
+        action="store_false",
+        help="fit the temperature only (no logit bias)",
+    )
+    ca.add_argument(
+        "--quality-target",
+        dest="quality_target",
+        type=_score_in_unit_interval,
+        default=0.7,
+        help="images whose true DSB score is below this count as needing review when the "
+        "image flag's threshold is tuned (default 0.7)",
+    )
+    ca.add_argument("--dry-run", dest="dry_run", action="store_true", help="report, do not write")
+    _add_common(ca)
+    ca.set_defaults(func=_cmd_calibrate)

@@ -1,0 +1,100 @@
+"""What the CLI shows while a pipeline runs: log lines, a progress bar, flags in messages.
+
+The library logs to the ``bayescellseg`` logger and names its options by their parameter names
+(``diameter``, ``overwrite=True``); :func:`cli_message` turns those into the command's flags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import sys
+from collections.abc import Iterator
+
+from tqdm import tqdm
+
+#: Library parameter name -> the CLI flag that sets it.
+FLAGS = {
+    "device": "--device",
+    "diameter": "--diameter",
+    "limit": "--limit",
+    "n_samples": "--samples",
+    "overwrite": "--overwrite",
+    "precision": "--precision",
+    "resume": "--resume",
+    "split": "--split",
+    "tile_size": "--tile",
+}
+
+
+def cli_message(text: str) -> str:
+    """A library message with option names as CLI flags (``diameter: ...`` -> ``--diameter:
+    ...``, ``overwrite=True`` -> ``--overwrite``)."""
+    head, sep, rest = text.partition(": ")
+    if sep and head in FLAGS:
+        text = f"{FLAGS[head]}: {rest}"
+    return re.sub(r"\b(\w+)=True\b", lambda m: FLAGS.get(m[1], m[0]), text)
+
+
+class _Handler(logging.Handler):
+    """Log records to stdout (info) or stderr (warnings and worse), above a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = sys.stdout if record.levelno < logging.WARNING else sys.stderr
+        tqdm.write(cli_message(self.format(record)), file=stream)
+        stream.flush()
+
+
+class BarProgress:
+    """A :class:`~bayescellseg.pipelines.progress.Progress` drawn as a tqdm bar (with ETA) on
+    stderr, one step per image.
+
+    Args:
+        enabled: False shows nothing (``--quiet``).
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._bar: tqdm | None = None
+
+    def start(self, total: int, what: str) -> None:
+        """Open a bar of ``total`` images."""
+        self.close()
+        self._bar = tqdm(
+            total=total, desc=what, unit="image", disable=not self.enabled, file=sys.stderr,
+            dynamic_ncols=True, leave=False, mininterval=0, miniters=1,
+        )  # fmt: skip
+
+    def advance(self, name: str) -> None:
+        """One image done."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(name[:24], refresh=False)
+            self._bar.update(1)
+
+    def close(self) -> None:
+        """Remove the bar."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+@contextlib.contextmanager
+def console(quiet: bool = False) -> Iterator[BarProgress]:
+    """Show the library's log lines (only warnings with ``quiet``) for the block; yields the
+    progress bar to hand to a pipeline. The logger is restored afterwards."""
+    logger = logging.getLogger("bayescellseg")
+    handler = _Handler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+    progress = BarProgress(enabled=not quiet)
+    try:
+        yield progress
+    finally:
+        progress.close()
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]

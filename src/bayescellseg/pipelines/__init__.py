@@ -1,0 +1,14 @@
+"""Orchestrators over many images, each taking a loaded :class:`~bayescellseg.Segmenter`.
+
+* :mod:`~bayescellseg.pipelines.predict`: segment image files into a ``predict`` output folder
+  (:mod:`~bayescellseg.pipelines.layout` names its files; ``inputs``, ``outputs``, ``outdir``
+  and ``resume`` are its parts);
+* :mod:`~bayescellseg.pipelines.evaluate`: predict labelled datasets and score them, or score a
+  prediction folder;
+* :mod:`~bayescellseg.pipelines.calibrate`: fit temperature, bias, watershed and review
+  settings and write ``calibration.json``;
+* :mod:`~bayescellseg.pipelines.check`: summarise dataset folders.
+
+They report through :mod:`logging` (logger ``bayescellseg``) and an optional
+:class:`~bayescellseg.pipelines.progress.Progress` (the CLI's progress bar); none prints.
+"""
