@@ -39,8 +39,8 @@ from bayescellseg.model.store import (
     write_calibration,
 )
 from bayescellseg.pipelines.calibrate import CalibrateOptions, calibrate_model, collect_predictions
-from bayescellseg.pipelines.progress import NoProgress
 from bayescellseg.postprocess.watershed import WatershedParams
+from bayescellseg.progress import NoProgress
 from bayescellseg.train.loss import segmentation_loss
 from tests.io.build import write_dsb_sample
 from tests.synthetic import synthetic_image, synthetic_labels

@@ -14,8 +14,8 @@ from PIL import Image
 
 from bayescellseg.inference.segmenter import Segmenter
 from bayescellseg.pipelines.inputs import list_inputs
-from bayescellseg.pipelines.layout import OUTPUT_SUFFIXES
 from bayescellseg.pipelines.predict import PredictOptions, predict_batch
+from bayescellseg.prediction_folder import OUTPUT_SUFFIXES
 from tests.synthetic import synthetic_image, synthetic_labels
 
 
@@ -152,9 +152,9 @@ def test_overlay_colour_scale_is_centred_on_the_review_threshold(tmp_path) -> No
     from matplotlib import colormaps
 
     from bayescellseg.inference.result import PredictionInfo, Result
-    from bayescellseg.pipelines.layout import output_paths
     from bayescellseg.pipelines.outputs import write_outputs
     from bayescellseg.postprocess.nuclei import ImageSummary, NucleusRecord
+    from bayescellseg.prediction_folder import output_paths
 
     labels = np.zeros((40, 40), np.uint32)
     labels[5:15, 5:15] = 1

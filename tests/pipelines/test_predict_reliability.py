@@ -21,8 +21,8 @@ from bayescellseg.errors import OutputError
 from bayescellseg.inference.segmenter import Segmenter
 from bayescellseg.pipelines import outdir
 from bayescellseg.pipelines.inputs import scan_inputs
-from bayescellseg.pipelines.layout import OUTPUT_SUFFIXES
 from bayescellseg.pipelines.predict import PredictOptions, predict_batch
+from bayescellseg.prediction_folder import OUTPUT_SUFFIXES
 from tests.pipelines.test_predict import write_images
 
 

@@ -47,7 +47,7 @@ class _Handler(logging.Handler):
 
 
 class BarProgress:
-    """A :class:`~bayescellseg.pipelines.progress.Progress` drawn as a tqdm bar (with ETA) on
+    """A :class:`~bayescellseg.progress.Progress` drawn as a tqdm bar (with ETA) on
     stderr, one step per image.
 
     Args:

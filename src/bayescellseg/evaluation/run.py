@@ -30,7 +30,7 @@ from bayescellseg.evaluation.report import build_content, figures
 from bayescellseg.evaluation.scoring import PER_IMAGE_COLUMNS, Evaluator, ImageRecord
 from bayescellseg.evaluation.sources import EvalItem, Failure
 from bayescellseg.io.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
-from bayescellseg.pipelines.progress import NoProgress, Progress
+from bayescellseg.progress import NoProgress, Progress
 from bayescellseg.report.html import GalleryEntry, render_report
 
 log = logging.getLogger(__name__)

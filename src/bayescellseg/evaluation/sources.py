@@ -1,6 +1,6 @@
 """Where evaluation items come from: a ``predict`` output folder or a model run in memory.
 
-A prediction folder holds, per image ``name`` (see :mod:`bayescellseg.pipelines.layout`):
+A prediction folder holds, per image ``name`` (see :mod:`bayescellseg.prediction_folder`):
 ``name_labels.tif`` (required), ``name_probability.tif``, ``name_entropy.tif``,
 ``name_aleatoric.tif``, ``name_epistemic.tif``, ``name_nuclei.csv`` and ``name_summary.json``
 (each optional; the calibration and uncertainty metrics that need a missing file are skipped).
@@ -24,7 +24,7 @@ from bayescellseg.errors import BayesCellSegError, InputError
 from bayescellseg.io.datasets import SampleRef, list_samples
 from bayescellseg.io.images import read_image, read_label_image
 from bayescellseg.io.rle import read_rle_csv
-from bayescellseg.pipelines.layout import (
+from bayescellseg.prediction_folder import (
     LABELS_SUFFIX,
     MAP_NAMES,
     NUCLEI_SUFFIX,

@@ -1,7 +1,7 @@
 """Orchestrators over many images, each taking a loaded :class:`~bayescellseg.Segmenter`.
 
 * :mod:`~bayescellseg.pipelines.predict`: segment image files into a ``predict`` output folder
-  (:mod:`~bayescellseg.pipelines.layout` names its files; ``inputs``, ``outputs``, ``outdir``
+  (:mod:`~bayescellseg.prediction_folder` names its files; ``inputs``, ``outputs``, ``outdir``
   and ``resume`` are its parts);
 * :mod:`~bayescellseg.pipelines.evaluate`: predict labelled datasets and score them, or score a
   prediction folder;
@@ -10,5 +10,5 @@
 * :mod:`~bayescellseg.pipelines.check`: summarise dataset folders.
 
 They report through :mod:`logging` (logger ``bayescellseg``) and an optional
-:class:`~bayescellseg.pipelines.progress.Progress` (the CLI's progress bar); none prints.
+:class:`~bayescellseg.progress.Progress` (the CLI's progress bar); none prints.
 """

@@ -60,7 +60,6 @@ from bayescellseg.inference.uncertainty import UncertaintyMaps
 from bayescellseg.metrics.calibration import CalibrationAccumulator, boundary_band
 from bayescellseg.metrics.matching import dsb_score
 from bayescellseg.model.store import write_calibration
-from bayescellseg.pipelines.progress import NoProgress, Progress
 from bayescellseg.postprocess.review import ReviewThresholds
 from bayescellseg.postprocess.tune import (
     ThresholdChoice,
@@ -69,6 +68,7 @@ from bayescellseg.postprocess.tune import (
     tune_watershed,
 )
 from bayescellseg.postprocess.watershed import WatershedParams
+from bayescellseg.progress import NoProgress, Progress
 
 __all__ = ["CalibrateOptions", "FitSet", "Stored", "calibrate_model", "collect_predictions"]
 

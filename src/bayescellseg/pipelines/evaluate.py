@@ -32,8 +32,8 @@ from bayescellseg.evaluation.sources import EvalItem, Failure, Prediction
 from bayescellseg.inference.result import Result
 from bayescellseg.inference.segmenter import PredictSettings, Segmenter
 from bayescellseg.io.datasets import SampleRef
-from bayescellseg.pipelines.layout import MAP_NAMES, SUMMARY_SUFFIX
-from bayescellseg.pipelines.progress import Progress
+from bayescellseg.prediction_folder import MAP_NAMES, SUMMARY_SUFFIX
+from bayescellseg.progress import Progress
 
 __all__ = [
     "EvaluateOptions",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bayescellseg.errors import InputError
-from bayescellseg.pipelines.layout import (
+from bayescellseg.prediction_folder import (
     LABELS_SUFFIX,
     MAP_SUFFIXES,
     OVERLAY_SUFFIX,

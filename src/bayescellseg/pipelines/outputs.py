@@ -1,4 +1,5 @@
-"""Writing the per-image output files of ``predict`` (named in :mod:`~bayescellseg.pipelines.layout`).
+"""Writing the per-image output files of ``predict`` (named in
+:mod:`~bayescellseg.prediction_folder`).
 
 :func:`write_outputs` is where a further per-image export belongs: it receives the image, its
 :class:`~bayescellseg.Result` and the staged paths, and everything it writes is moved into the
@@ -20,8 +21,8 @@ from bayescellseg.errors import OutputError
 from bayescellseg.inference.result import Result
 from bayescellseg.io.atomic import write_json_atomic, write_text_atomic
 from bayescellseg.io.images import write_png, write_tiff
-from bayescellseg.pipelines.layout import MAP_NAMES
 from bayescellseg.postprocess.nuclei import NUCLEUS_COLUMNS, records_to_rows
+from bayescellseg.prediction_folder import MAP_NAMES
 from bayescellseg.report.overlay import make_overlay, uncertainty_vmax
 
 

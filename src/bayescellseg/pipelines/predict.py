@@ -1,7 +1,7 @@
 """``bayescellseg predict``: segment a batch of images and write maps, tables and a review queue.
 
 For every input image ``name.<ext>`` the output folder receives the files named in
-:mod:`bayescellseg.pipelines.layout`, and for the batch ``summary.csv`` (one row per image,
+:mod:`bayescellseg.prediction_folder`, and for the batch ``summary.csv`` (one row per image,
 most uncertain first: the review queue; failed images last) and ``run_config.json`` (model,
 options, versions). Every file is written atomically; existing outputs are refused unless
 ``overwrite`` is set, checked per image before any work is done. A failing image is reported
@@ -42,7 +42,6 @@ from bayescellseg.inference.segmenter import PredictSettings, Segmenter
 from bayescellseg.io.atomic import write_json_atomic, write_text_atomic
 from bayescellseg.pipelines import outdir, resume
 from bayescellseg.pipelines.inputs import scan_inputs
-from bayescellseg.pipelines.layout import RUN_CONFIG, SUMMARY_CSV
 from bayescellseg.pipelines.outputs import csv_text, fmt
 from bayescellseg.pipelines.predict_image import (
     SUMMARY_COLUMNS,
@@ -50,7 +49,8 @@ from bayescellseg.pipelines.predict_image import (
     ImageJob,
     predict_one,
 )
-from bayescellseg.pipelines.progress import NoProgress, Progress
+from bayescellseg.prediction_folder import RUN_CONFIG, SUMMARY_CSV
+from bayescellseg.progress import NoProgress, Progress
 
 __all__ = ["BatchSummary", "PredictOptions", "SUMMARY_COLUMNS", "predict_batch"]
 

@@ -11,8 +11,8 @@ from bayescellseg.errors import BayesCellSegError, InputError, OutputError
 from bayescellseg.inference.segmenter import PredictSettings, Segmenter
 from bayescellseg.io.images import read_image
 from bayescellseg.pipelines import outdir, resume
-from bayescellseg.pipelines.layout import output_paths
 from bayescellseg.pipelines.outputs import write_outputs
+from bayescellseg.prediction_folder import output_paths
 
 SUMMARY_COLUMNS = (
     "image",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bayescellseg.errors import InputError
-from bayescellseg.pipelines.layout import RUN_CONFIG
+from bayescellseg.prediction_folder import RUN_CONFIG
 
 RUN_MARKER = ".bayescellseg-run.json"
 IDENTITY_KEYS = (
