@@ -11,6 +11,9 @@ mkdir -p "$dst"
 for f in config.json weights.safetensors train_log.csv training_curve.png training_config.json; do
   cp "$src/$f" "$dst/$f"
 done
+# the calibration of these weights (bayescellseg calibrate), or none: never an older model's
+rm -f "$dst/calibration.json"
+[ -f "$src/calibration.json" ] && cp "$src/calibration.json" "$dst/calibration.json"
 init=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1])).get('init_from') or '')" "$src/training_config.json")
 rm -f "$dst/train_log_init.csv"
 [ -n "$init" ] && cp "$init/train_log.csv" "$dst/train_log_init.csv"

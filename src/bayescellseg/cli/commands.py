@@ -14,8 +14,9 @@ from bayescellseg.cli.console import console
 from bayescellseg.evaluation.calibration_report import format_calibration
 from bayescellseg.evaluation.run import EvaluateOptions
 from bayescellseg.inference.segmenter import Segmenter
-from bayescellseg.io.check import check_dataset, format_reports
+from bayescellseg.io.check import format_reports
 from bayescellseg.pipelines.calibrate import CalibrateOptions, calibrate_model
+from bayescellseg.pipelines.check import check_datasets
 from bayescellseg.pipelines.evaluate import evaluate_model, evaluate_predictions
 from bayescellseg.pipelines.predict import PredictOptions, predict_batch
 
@@ -32,7 +33,8 @@ DIAMETER_HELP = (
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
-    reports = [check_dataset(path) for path in args.path]
+    with console(args.quiet) as progress:
+        reports = check_datasets(args.path, progress)
     print(format_reports(reports))
     return 1 if any(r.problems for r in reports) else 0
 
@@ -136,6 +138,7 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     check.add_argument(
         "path", type=Path, nargs="+", help="DSB2018 layouts or folders of images + label images"
     )
+    check.add_argument("--quiet", action="store_true", help="no progress bar")
     check.set_defaults(func=_cmd_data_check)
 
 

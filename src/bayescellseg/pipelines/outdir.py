@@ -103,7 +103,7 @@ def _busy_error(out_dir: Path, path: Path, holder: dict | None) -> OutputError:
     return OutputError(
         out_dir,
         f"another bayescellseg run ({who}) is writing into this folder; wait for it to finish "
-        f"or choose another --out (if that run no longer exists, delete {path})",
+        f"or choose another output folder (if that run no longer exists, delete {path})",
     )
 
 
