@@ -272,3 +272,21 @@ def test_batched_tiles_equal_one_at_a_time(changes: dict, tta: bool) -> None:
             a.foreground_logits.astype(np.float32), b.foreground_logits, atol=1e-2
         )
         assert a.maps.epistemic.max() > 1e-3  # the samples differ: the test is not vacuous
+
+
+def test_default_batch_budget_depends_on_the_device() -> None:
+    from bayescellseg.inference.sampling import default_batch_pixels
+
+    assert SamplingOptions().max_batch_pixels is None
+    assert default_batch_pixels(torch.device("cpu")) == 2**19  # two 512 x 512 tiles
+    assert default_batch_pixels(torch.device("cuda")) == 2**22
+    assert default_batch_pixels(torch.device("meta")) == 2**19
+    model, config = tiny()
+    x = image((80, 72))
+    default = sample_image(model, config, x, SamplingOptions(n_samples=3), tile_size=32)
+    explicit = sample_image(
+        model, config, x, SamplingOptions(n_samples=3, max_batch_pixels=2**19), tile_size=32
+    )
+    np.testing.assert_array_equal(default.maps.probability, explicit.maps.probability)
+    with pytest.raises(ValueError, match="max_batch_pixels"):
+        SamplingOptions(max_batch_pixels=0)

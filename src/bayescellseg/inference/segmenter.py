@@ -19,7 +19,7 @@ training validation) goes through these two calls.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,12 @@ import torch
 from bayescellseg.data.normalize import normalize
 from bayescellseg.data.sizes import median_diameter
 from bayescellseg.errors import InputError
+from bayescellseg.inference.arguments import (
+    PredictSettings,
+    as_float_rgb,
+    checked_number,
+    diameter_argument,
+)
 from bayescellseg.inference.precision import check_precision, resolve_precision
 from bayescellseg.inference.rescale import (
     AUTO_PROBES,
@@ -54,7 +60,6 @@ from bayescellseg.inference.sampling import (
     samples_per_member,
 )
 from bayescellseg.inference.uncertainty import UncertaintyMaps
-from bayescellseg.io.images import to_rgb_float
 from bayescellseg.model.config import ModelConfig
 from bayescellseg.model.store import bundled_model_path, load_model
 from bayescellseg.postprocess.nuclei import analyse_segmentation
@@ -77,45 +82,6 @@ AUTO_MIN_NUCLEI = 3
 
 #: Names :meth:`Segmenter.load` accepts instead of a folder for the bundled model.
 BUNDLED_NAMES = ("bundled", "nuclei")
-
-
-@dataclass(frozen=True)
-class PredictSettings:
-    """How :meth:`Segmenter.predict_maps` runs the network (see :meth:`Segmenter.predict`).
-
-    Attributes:
-        n_samples: Stochastic samples T (None: the model's default; 0: one deterministic pass).
-        tta: Cross every sample with the 8 flips / 90-degree rotations.
-        seed: Seed of the samples.
-        tile_size: Images larger than this are processed in overlapping tiles.
-        diameter: Nucleus diameter in pixels, ``"auto"`` or None (no resizing).
-        precision: Precision of the forward pass (None: the Segmenter's default).
-        keep_logits: Also keep each sample's raw foreground logit (float16; e.g. to fit a
-            temperature). Not available together with a resize.
-    """
-
-    n_samples: int | None = None
-    tta: bool = False
-    seed: int = 0
-    tile_size: int = 512
-    diameter: float | str | None = None
-    precision: str | None = None
-    keep_logits: bool = False
-
-
-def as_float_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """Raw image to (H, W, 3) float32 (integers scaled to [0, 1] by their dtype's range).
-
-    Float arrays of any range are accepted: the model's normalisation rescales them anyway.
-
-    Args:
-        image: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA; uint8, uint16, bool or float.
-        name: How to name the image in errors.
-
-    Raises:
-        InputError: Unsupported shape or dtype, an empty image, or non-finite values.
-    """
-    return to_rgb_float(image, name, any_float_range=True)
 
 
 class Segmenter:
@@ -155,11 +121,13 @@ class Segmenter:
         self.review = ReviewThresholds.from_dict(
             self.extras.get("review") or {}, f"{where}: review"
         )
-        self.temperature = _number(self.extras, "temperature", 1.0, where, positive=True)
-        self.logit_bias = _number(self.extras, "logit_bias", 0.0, where, positive=False)
+        self.temperature = checked_number(self.extras, "temperature", 1.0, where, positive=True)
+        self.logit_bias = checked_number(self.extras, "logit_bias", 0.0, where, positive=False)
         diameter = self.extras.get("nucleus_diameter")
         self.nucleus_diameter: float | None = (
-            None if diameter is None else _number(self.extras, "nucleus_diameter", 0, where, True)
+            None
+            if diameter is None
+            else checked_number(self.extras, "nucleus_diameter", 0, where, True)
         )
 
     @classmethod
@@ -244,7 +212,7 @@ class Segmenter:
         """
         if diameter is None:
             return None
-        diameter = _diameter_argument(diameter)
+        diameter = diameter_argument(diameter)
         if self.nucleus_diameter is None:
             raise InputError(
                 self.source or "model",
@@ -418,32 +386,3 @@ class Segmenter:
         """
         settings = PredictSettings(n_samples, tta, seed, tile_size, diameter, precision)
         return self.segment(self.predict_maps(image, settings))
-
-
-def _number(extras: dict[str, Any], key: str, default: float, where: str, positive: bool) -> float:
-    """A calibration number of the extras (None or absent: ``default``), checked."""
-    value = extras.get(key, default)
-    if value is None:
-        value = default
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if positive and not (ok and value > 0):
-        raise InputError(where, f"{key} must be a positive number, got {value!r}")
-    if not ok:
-        raise InputError(where, f"{key} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _diameter_argument(diameter: float | str) -> float | str:
-    """Validate a ``diameter`` argument: ``"auto"`` or a positive number of pixels."""
-    if isinstance(diameter, str):
-        if diameter == "auto":
-            return diameter
-        try:
-            diameter = float(diameter)
-        except ValueError:
-            raise InputError("diameter", f"expected 'auto' or pixels, got {diameter!r}") from None
-    if isinstance(diameter, bool) or not isinstance(diameter, int | float):
-        raise InputError("diameter", f"expected 'auto' or pixels, got {diameter!r}")
-    if not (math.isfinite(diameter) and diameter > 0):
-        raise InputError("diameter", f"must be a positive number of pixels, got {diameter}")
-    return float(diameter)
