@@ -114,6 +114,13 @@ def test_case4_resume_refuses_other_settings(model_dir, tmp_path) -> None:
         predict_batch(
             Segmenter.load(model_dir), images, out, PredictOptions(n_samples=2, seed=3, resume=True)
         )
+    # the precision of the loaded model is part of the run, also when the options leave it
+    fp32 = Segmenter.load(model_dir, precision="fp32")
+    out2 = tmp_path / "out2"
+    predict_batch(fp32, images, out2, PredictOptions(n_samples=2))
+    bf16 = Segmenter.load(model_dir, precision="bf16")
+    with pytest.raises(Exception, match=r"other settings \(precision 'fp32' -> 'bf16'\)"):
+        predict_batch(bf16, images, out2, PredictOptions(n_samples=2, resume=True))
 
 
 def test_case5_failed_write_names_the_file_and_leaves_nothing(

@@ -146,7 +146,13 @@ def _check_batch_files(out_dir: Path, options: PredictOptions) -> None:
 
 
 def _base_config(segmenter: Segmenter, options: PredictOptions) -> dict[str, Any]:
-    """The run-identity part of ``run_config.json``."""
+    """The run-identity part of ``run_config.json`` (the options with the device and the
+    concrete precision, so a resume on another device or precision is refused)."""
+    recorded = {
+        **dataclasses.asdict(options),
+        "device": str(segmenter.device),
+        "precision": segmenter.resolved_precision(options.precision),
+    }
     return {
         "model": str(segmenter.source),
         "model_config": segmenter.config.to_dict(),
@@ -155,7 +161,7 @@ def _base_config(segmenter: Segmenter, options: PredictOptions) -> dict[str, Any
         "postprocess": segmenter.params.to_dict(),
         "review": segmenter.review.to_dict(),
         "nucleus_diameter": segmenter.nucleus_diameter,
-        "options": dataclasses.asdict(options),
+        "options": recorded,
     }
 
 
@@ -233,7 +239,6 @@ def _run_locked(
     batch.rows.sort(key=_queue_order)
     run_config = {
         **base,
-        "device": str(segmenter.device),
         "n_samples_effective": n_samples,
         "precision_used": segmenter.resolved_precision(options.precision),
         "seed": options.seed,
