@@ -150,3 +150,30 @@ def nucleus_table(
         measured = measurements[record.label]
         rows.append({**record.to_dict(), **{c: measured.get(c) for c in columns}})
     return rows
+
+
+def result_table(
+    labels: np.ndarray,
+    records: Sequence[Any],
+    intensity: np.ndarray | None,
+    intensity_names: Sequence[str] = ("",),
+    pixel_size_um: float | None = None,
+) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+    """The full nucleus table of a segmentation: its columns and rows.
+
+    Args:
+        labels: The result's labels.
+        records: The result's nucleus records.
+        intensity: Planes to measure (see :func:`measure_nuclei`).
+        intensity_names: Their names.
+        pixel_size_um: Micrometres per pixel, if known.
+
+    Returns:
+        (:data:`~bayescellseg.postprocess.nuclei.NUCLEUS_COLUMNS` plus the measurement columns,
+        one row per record).
+    """
+    from bayescellseg.postprocess.nuclei import NUCLEUS_COLUMNS
+
+    columns = measurement_columns(intensity_names)
+    measured = measure_nuclei(labels, intensity, intensity_names, pixel_size_um)
+    return (*NUCLEUS_COLUMNS, *columns), nucleus_table(records, measured, columns)

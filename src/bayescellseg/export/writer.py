@@ -28,7 +28,7 @@ import numpy as np
 
 from bayescellseg.errors import InputError, OutputError
 from bayescellseg.export.geojson import feature_collection, write_geojson
-from bayescellseg.export.measurements import measure_nuclei, measurement_columns, nucleus_table
+from bayescellseg.export.measurements import result_table
 from bayescellseg.export.polygons import nucleus_outlines
 from bayescellseg.export.rois import write_roi_zip
 from bayescellseg.io.atomic import write_text_atomic
@@ -148,18 +148,14 @@ def _writers(
     result: ResultLike, image: LoadedImage | np.ndarray, options: ExportOptions
 ) -> dict[str, Callable[[Path], None]]:
     """A writer per chosen output; each computes its contents when called."""
-    from bayescellseg.postprocess.nuclei import NUCLEUS_COLUMNS
-
     rgb, planes, names = _image_parts(image)
     px, over = options.pixel_size_um, options.overwrite
     cache: dict[str, Any] = {}
 
     def rows() -> list[dict[str, Any]]:
         if "rows" not in cache:
-            columns = measurement_columns(names)
-            measured = measure_nuclei(result.labels, planes, names, px)
-            cache["columns"] = (*NUCLEUS_COLUMNS, *columns)
-            cache["rows"] = nucleus_table(result.nuclei, measured, columns)
+            table = result_table(result.labels, result.nuclei, planes, names, px)
+            cache["columns"], cache["rows"] = table
         return cache["rows"]
 
     def columns() -> tuple[str, ...]:
