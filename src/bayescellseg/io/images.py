@@ -26,6 +26,7 @@ from PIL import Image
 
 from bayescellseg.errors import InputError
 from bayescellseg.io.atomic import atomic_path
+from bayescellseg.io.bioformats import BIOIO_SUFFIXES, read_bioio
 from bayescellseg.io.channels import (
     RawImage,
     intensity_planes,
@@ -40,6 +41,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "LABEL_SUFFIXES",
     "MAX_PIXELS",
+    "PREDICT_SUFFIXES",
     "LoadedImage",
     "load_image",
     "read_decoded",
@@ -54,6 +56,8 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 LABEL_SUFFIXES = (".png", ".tif", ".tiff")
 _TIFF = (".tif", ".tiff")
+#: What ``predict`` reads: :data:`IMAGE_SUFFIXES` plus CZI / ND2 / LIF (the ``formats`` extra).
+PREDICT_SUFFIXES = IMAGE_SUFFIXES + BIOIO_SUFFIXES
 _SUPPORTED = SUPPORTED
 
 
@@ -106,12 +110,14 @@ def read_decoded(path: str | Path, palette_as_indices: bool = False) -> RawImage
     if not path.is_file():
         raise InputError(path, "file not found" if not path.exists() else "not a regular file")
     suffix = path.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
+    if suffix not in PREDICT_SUFFIXES:
         raise InputError(
-            path, f"unsupported file type {suffix!r}; expected one of {IMAGE_SUFFIXES}"
+            path, f"unsupported file type {suffix!r}; expected one of {PREDICT_SUFFIXES}"
         )
     if suffix in _TIFF:
         return read_tiff(path)
+    if suffix in BIOIO_SUFFIXES:
+        return read_bioio(path)
     array = _read_pil(path, palette_as_indices)
     kind = "grey" if array.ndim == 2 else "colour"
     return RawImage(array, kind, "YX" if array.ndim == 2 else "YXS")
