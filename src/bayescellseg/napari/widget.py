@@ -8,7 +8,6 @@ napari builds the form from the signature of :func:`segment_nuclei` (``autogener
 the annotations as objects.
 """
 
-
 import functools
 from typing import Annotated, Any
 
