@@ -120,6 +120,13 @@ def test_ome_tiff_pixel_size_in_nanometres(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.intensity[..., 0], stack[1])
 
 
+def test_ome_tiff_without_y_size_has_square_pixels(tmp_path: Path) -> None:
+    path = tmp_path / "x.ome.tif"
+    tifffile.imwrite(path, RAMP, ome=True, metadata={"PhysicalSizeX": 0.4})
+    size = load_image(path).pixel_size
+    assert size is not None and (size.x, size.y) == (pytest.approx(0.4), pytest.approx(0.4))
+
+
 def test_resolution_tags_count_in_centimetres_not_inches(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "cm.tif", RAMP, resolution=(40000.0, 40000.0), resolutionunit=3)
     tifffile.imwrite(tmp_path / "dpi.tif", RAMP, resolution=(300.0, 300.0), resolutionunit=2)

@@ -98,8 +98,10 @@ def _ome_pixel_size(tif: tifffile.TiffFile, where: str) -> PixelSize | None:
     try:
         images = tifffile.xml2dict(tif.ome_metadata or "")["OME"]["Image"]
         pixels = (images[0] if isinstance(images, list) else images)["Pixels"]
-        sizes = [float(pixels[f"PhysicalSize{a}"]) for a in ("X", "Y")]
-        units = [unit_factor(str(pixels.get(f"PhysicalSize{a}Unit", "µm"))) for a in ("X", "Y")]
+        x = float(pixels["PhysicalSizeX"])
+        sizes = [x, float(pixels.get("PhysicalSizeY", x))]  # square pixels when Y is not given
+        unit_x = str(pixels.get("PhysicalSizeXUnit", "µm"))
+        units = [unit_factor(unit_x), unit_factor(str(pixels.get("PhysicalSizeYUnit", unit_x)))]
     except (KeyError, TypeError, ValueError, IndexError):
         return None
     if None in units:
