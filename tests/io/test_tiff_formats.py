@@ -10,6 +10,7 @@ import tifffile
 from PIL import Image
 
 from bayescellseg.errors import InputError
+from bayescellseg.io.channels import channels_argument
 from bayescellseg.io.images import load_image, read_image, read_label_image, read_raw
 from bayescellseg.io.pixelsize import diameter_in_pixels, parse_length, pixel_size_argument
 
@@ -198,3 +199,11 @@ def test_length_errors(call, message: str) -> None:
     with pytest.raises(InputError) as err:
         call()
     assert str(err.value).startswith(message)
+
+
+def test_channels_argument() -> None:
+    assert channels_argument("0,2") == (0, 2) and channels_argument(" 3, 1 ,") == (3, 1)
+    for bad, message in [("0", "two or more"), ("1,1", "distinct"), ("a,b", "like 0,2"),
+                         ("-1,2", "like 0,2")]:  # fmt: skip
+        with pytest.raises(InputError, match=f"^--channels: .*{message}"):
+            channels_argument(bad)

@@ -100,6 +100,24 @@ def channel_indices(
     return tuple(int(i) for i in chosen)
 
 
+def channels_argument(text: str) -> tuple[int, ...]:
+    """``--channels 0,2`` to ``(0, 2)``.
+
+    Raises:
+        InputError: Not a comma-separated list of at least two distinct integers >= 0.
+    """
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    if not all(p.isdigit() for p in parts):
+        raise InputError("--channels", f"expected 0-based channel indices like 0,2, got {text!r}")
+    chosen = tuple(int(p) for p in parts)
+    if len(chosen) < 2 or len(set(chosen)) != len(chosen):
+        raise InputError(
+            "--channels",
+            f"needs two or more distinct channels (use --channel for one), got {text!r}",
+        )
+    return chosen
+
+
 def _rescaled(plane: np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(plane.astype(np.float64), _PERCENTILES)
     if hi <= lo:
