@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# The CPU wheel of torch 2.13.0 (pyproject allows <=2.13.0); install it first so no CUDA build is pulled.
+# The CPU wheel of torch 2.13.0 (the version CI tests; pyproject allows >=2.1); install it first so
+# no CUDA build is pulled.
 TORCH  ?= torch==2.13.0
 SAMPLES := src/bayescellseg/samples/dsb2018
 DEMO_OUT ?= demo_out

@@ -70,16 +70,30 @@ def test_rgb_tiff_and_jpeg(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("shape", "expected"),
-    [((5, 16, 16), "z-stacks"), ((16, 16, 5), "multichannel"), ((2, 3, 16, 16), "not supported")],
+    [
+        ((5, 16, 16), r"TIFF has 5 planes \(axes 'QYX'\) .* z-stack .* --channel N .* 0-4"),
+        ((16, 16, 5), r"TIFF has 16 planes .* 0-15"),
+        ((2, 3, 16, 16), r"TIFF has shape \(2, 3, 16, 16\) .* not supported; supported: 2D grey"),
+    ],
 )
-def test_stacks_and_multichannel_tiffs_are_refused(
+def test_unnamed_stacks_need_a_channel_choice_and_4d_is_refused(
     tmp_path: Path, shape: tuple[int, ...], expected: str
 ) -> None:
     tifffile.imwrite(tmp_path / "s.tif", np.zeros(shape, np.uint8), photometric="minisblack")
-    with pytest.raises(InputError) as err:
+    with pytest.raises(InputError, match=expected) as err:
         read_image(tmp_path / "s.tif")
-    assert expected in str(err.value) and "supported: 2D grey, RGB or RGBA" in str(err.value)
     assert str(err.value).startswith(str(tmp_path / "s.tif"))
+
+
+def test_imagej_z_stack_is_refused_even_with_a_channel(tmp_path: Path) -> None:
+    path = tmp_path / "z.tif"
+    tifffile.imwrite(path, np.zeros((4, 8, 8), np.uint8), imagej=True, metadata={"axes": "ZYX"})
+    with pytest.raises(
+        InputError,
+        match=r"z\.tif: TIFF has shape \(4, 8, 8\) \(axes 'ZYX'\): "
+        r"z-stacks and time series are not supported",
+    ):
+        read_image(path, channel=0)
 
 
 def test_multipage_png_like_animation_is_refused(tmp_path: Path) -> None:

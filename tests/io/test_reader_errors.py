@@ -61,14 +61,15 @@ def test_case1_image_width_zero(tmp_path: Path, reader) -> None:
     ("photometric", "extrasamples"),
     [("minisblack", ["unspecified"] * 3), ("rgb", ["unspecified"])],
 )
-def test_case10_four_channels_without_alpha_are_refused(
+def test_case10_four_channels_without_alpha_need_a_channel_choice(
     tmp_path: Path, photometric: str, extrasamples: list[str]
 ) -> None:
     path = tmp_path / "c4.tif"
     data = np.arange(8 * 8 * 4, dtype=np.uint8).reshape(8, 8, 4)
     tifffile.imwrite(path, data, photometric=photometric, extrasamples=extrasamples)
-    with pytest.raises(InputError, match=r"c4\.tif: TIFF has 4 channels .* not mark the 4th"):
+    with pytest.raises(InputError, match=r"c4\.tif: image has 4 channels \(axes 'YXS'\); .*0-3"):
         read_image(path)
+    np.testing.assert_allclose(read_image(path, channel=3)[..., 0], data[..., 3] / 255.0)
 
 
 def test_case10_rgba_tiff_with_marked_alpha_is_read(tmp_path: Path) -> None:

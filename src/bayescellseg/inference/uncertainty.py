@@ -41,8 +41,9 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
 
 def binary_entropy_tensor(p: torch.Tensor) -> torch.Tensor:
     """:func:`binary_entropy` of a tensor, on its device (computed in float64 like the numpy
-    version, returned as float32)."""
-    q = p.to(torch.float64).clamp(0.0, 1.0)
+    version, returned as float32; in float32 on Apple's MPS, which has no float64)."""
+    wide = torch.float32 if p.device.type == "mps" else torch.float64
+    q = p.to(wide).clamp(0.0, 1.0)
     h = -(torch.special.xlogy(q, q) + torch.special.xlogy(1.0 - q, 1.0 - q)) / _LN2
     return h.clamp(0.0, 1.0).to(torch.float32)
 

@@ -1,20 +1,23 @@
 """Reading and writing single images and label images (PNG, JPEG, TIFF).
 
 Supported for prediction: 2D images, 8- or 16-bit (float32 TIFF in [0, 1] too), grey, RGB or
-RGBA. Everything is returned as (H, W, 3) float32 scaled to [0, 1] by the dtype's range:
-grey is replicated to three channels and alpha is dropped. Z-stacks, time series and
-multichannel TIFFs (more than 4 channels, or several pages) are refused with an error that says
-what is supported, and so is a 4-channel TIFF whose header does not mark the 4th channel as
-alpha (which channels hold the image would be a guess). Any decoder failure (truncated or
-corrupt data, impossible header values) becomes an :class:`~bayescellseg.errors.InputError`
-naming the file. Images whose declared size exceeds :data:`MAX_PIXELS` are refused before
-they are decoded (decompression-bomb protection).
+RGBA, and multichannel TIFFs (ImageJ hyperstacks, OME-TIFF) with a channel choice
+(:mod:`~bayescellseg.io.channels`). TIFFs may be compressed (LZW, deflate, zstd, JPEG, ... through
+``imagecodecs``). :func:`read_image` returns (H, W, 3) float32 scaled to [0, 1] by the dtype's
+range: grey is replicated to three channels and alpha is dropped; :func:`load_image` returns the
+same plus the pixel size, the axes and the intensity planes the nucleus table measures.
+Z-stacks and time series are refused with an error that says what is supported, and so is a
+multichannel image without a channel choice (the error names its channel count). Any decoder
+failure (truncated or corrupt data, impossible header values) becomes an
+:class:`~bayescellseg.errors.InputError` naming the file. Images whose declared size exceeds
+:data:`MAX_PIXELS` are refused before they are decoded (decompression-bomb protection).
 """
 
 from __future__ import annotations
 
-import re
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,44 +26,39 @@ from PIL import Image
 
 from bayescellseg.errors import InputError
 from bayescellseg.io.atomic import atomic_path
+from bayescellseg.io.bioformats import BIOIO_SUFFIXES, read_bioio
+from bayescellseg.io.channels import (
+    RawImage,
+    intensity_planes,
+    multichannel_message,
+    select_channels,
+)
+from bayescellseg.io.decoding import MAX_PIXELS, SUPPORTED, bomb_error, check_size, decode_error
+from bayescellseg.io.pixelsize import PixelSize
+from bayescellseg.io.tiff import read_tiff
 
-MAX_PIXELS = 100_000_000
-"""Largest image (height x width) accepted; anything larger is treated as a decompression bomb."""
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "LABEL_SUFFIXES",
+    "MAX_PIXELS",
+    "PREDICT_SUFFIXES",
+    "LoadedImage",
+    "load_image",
+    "read_decoded",
+    "read_image",
+    "read_label_image",
+    "read_raw",
+    "to_rgb_float",
+    "write_png",
+    "write_tiff",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 LABEL_SUFFIXES = (".png", ".tif", ".tiff")
 _TIFF = (".tif", ".tiff")
-_SUPPORTED = "supported: 2D grey, RGB or RGBA images, 8- or 16-bit (PNG, JPEG, TIFF)"
-
-
-def _check_size(path: Path, height: int, width: int) -> None:
-    if height * width > MAX_PIXELS:
-        raise InputError(
-            path,
-            f"declared image size {width}x{height} ({height * width:,} pixels) exceeds the limit of "
-            f"{MAX_PIXELS:,} pixels; refusing to decode it (possible decompression bomb)",
-        )
-    if height == 0 or width == 0:
-        raise InputError(path, f"image has zero size ({width}x{height})")
-
-
-def _bomb_error(path: Path, err: Exception) -> InputError:
-    """Our own message for Pillow's decompression-bomb refusal (raised before we see the size)."""
-    found = re.search(r"\((\d+) pixels\)", str(err))
-    declared = f"{int(found.group(1)):,} pixels" if found else "unknown size"
-    return InputError(
-        path,
-        f"declared image size ({declared}) exceeds the limit of {MAX_PIXELS:,} pixels; "
-        "refusing to decode it (possible decompression bomb)",
-    )
-
-
-def _decode_error(path: Path, err: Exception, what: str = "image") -> InputError:
-    """The project's error for a decoder failure (any exception type a codec may raise)."""
-    detail = str(err) or type(err).__name__
-    return InputError(
-        path, f"cannot decode {what} (corrupt, truncated or unsupported file): {detail}"
-    )
+#: What ``predict`` reads: :data:`IMAGE_SUFFIXES` plus CZI / ND2 / LIF (the ``formats`` extra).
+PREDICT_SUFFIXES = IMAGE_SUFFIXES + BIOIO_SUFFIXES
+_SUPPORTED = SUPPORTED
 
 
 def _read_pil(path: Path, palette_as_indices: bool = False) -> np.ndarray:
@@ -71,7 +69,7 @@ def _read_pil(path: Path, palette_as_indices: bool = False) -> np.ndarray:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 width, height = im.size
-                _check_size(path, height, width)
+                check_size(path, height, width)
                 n_frames = getattr(im, "n_frames", 1)
                 if n_frames > 1:
                     raise InputError(path, f"image has {n_frames} frames; {_SUPPORTED}")
@@ -83,11 +81,11 @@ def _read_pil(path: Path, palette_as_indices: bool = False) -> np.ndarray:
     except InputError:
         raise
     except Image.DecompressionBombError as err:
-        raise _bomb_error(path, err) from err
+        raise bomb_error(path, err) from err
     except MemoryError:
         raise
     except Exception as err:  # noqa: BLE001 - the reader boundary: codecs raise any type
-        raise _decode_error(path, err) from err
+        raise decode_error(path, err) from err
     if array.dtype.kind in "ui" and array.dtype.byteorder not in ("=", "|"):
         array = array.astype(array.dtype.newbyteorder("="))  # e.g. Pillow's big-endian "I;16B"
     if array.dtype == np.int32:  # Pillow's mode "I" (16-bit PNGs may come this way)
@@ -97,70 +95,32 @@ def _read_pil(path: Path, palette_as_indices: bool = False) -> np.ndarray:
     return array
 
 
-_ALPHA = (1, 2)  # TIFF ExtraSamples: associated, unassociated alpha
+def read_decoded(path: str | Path, palette_as_indices: bool = False) -> RawImage:
+    """Decode an image file with its layout and metadata (no scaling, no channel choice).
 
+    Args:
+        path: PNG, JPEG or TIFF file.
+        palette_as_indices: Return a palette ("P" mode) image's indices instead of its colours
+            (used for label images).
 
-def _check_four_channels(path: Path, page: tifffile.TiffPage) -> None:
-    """Refuse a 4-channel TIFF unless it is RGB plus a channel marked as alpha."""
-    extras = tuple(int(e) for e in (page.extrasamples or ()))
-    is_rgba = int(page.photometric) == 2 and extras[-1:] and extras[-1] in _ALPHA
-    if not is_rgba:
+    Raises:
+        InputError: missing, corrupt, too large or unsupported file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found" if not path.exists() else "not a regular file")
+    suffix = path.suffix.lower()
+    if suffix not in PREDICT_SUFFIXES:
         raise InputError(
-            path,
-            "TIFF has 4 channels and its header does not mark the 4th as alpha "
-            f"(photometric {int(page.photometric)}, ExtraSamples {list(extras)}), so which "
-            "channels hold the image is ambiguous; save it as RGB, RGBA (alpha marked) or a "
-            "single channel",
+            path, f"unsupported file type {suffix!r}; expected one of {PREDICT_SUFFIXES}"
         )
-
-
-def _tiff_plane(path: Path, tif: tifffile.TiffFile) -> tuple[tuple[int, ...], bool]:
-    """The 2D(+colour) shape of the first series and whether its colour is in planes."""
-    if not tif.pages:
-        raise InputError(
-            path, "cannot decode TIFF (corrupt, truncated or unsupported file): no image pages"
-        )
-    first = tif.pages[0]
-    _check_size(path, int(first.imagelength), int(first.imagewidth))  # before tifffile divides
-    series = tif.series[0]
-    shape = tuple(int(s) for s in series.shape)
-    plane, axes = shape, str(series.axes)
-    while len(plane) > 2 and plane[0] == 1:  # leading singleton axes (e.g. T=1, Z=1)
-        plane, axes = plane[1:], axes[1:]
-    if len(plane) == 3 and plane[-1] == 1:
-        plane, axes = plane[:2], axes[:2]
-    planar = len(plane) == 3 and axes[0] == "S" and plane[0] in (3, 4)  # RGB in planes
-    colour = len(plane) == 3 and axes[-1] == "S" and plane[-1] in (3, 4)
-    if len(plane) == 2 or colour:
-        _check_size(path, plane[0], plane[1])
-    elif planar:
-        _check_size(path, plane[1], plane[2])
-    else:
-        raise InputError(
-            path,
-            f"TIFF has shape {shape} (axes {series.axes!r}): z-stacks, time series and "
-            f"multichannel images are not supported; {_SUPPORTED}. "
-            "Save a single 2D plane (or an RGB image) instead.",
-        )
-    if (planar and plane[0] == 4) or (colour and plane[-1] == 4):
-        _check_four_channels(path, series.keyframe)
-    return plane, planar
-
-
-def _read_tiff(path: Path) -> np.ndarray:
-    try:
-        with tifffile.TiffFile(path) as tif:
-            plane, planar = _tiff_plane(path, tif)
-            array = tif.series[0].asarray()
-        array = array.reshape(plane)  # keeps a 1-pixel-high image 2D (np.squeeze would not)
-    except InputError:
-        raise
-    except MemoryError:
-        raise
-    except Exception as err:  # noqa: BLE001 - the reader boundary: tifffile raises any type
-        # (struct.error, zlib.error, ZeroDivisionError, ValueError from reshape, ...)
-        raise _decode_error(path, err, "TIFF") from err
-    return np.moveaxis(array, 0, -1) if planar else array
+    if suffix in _TIFF:
+        return read_tiff(path)
+    if suffix in BIOIO_SUFFIXES:
+        return read_bioio(path)
+    array = _read_pil(path, palette_as_indices)
+    kind = "grey" if array.ndim == 2 else "colour"
+    return RawImage(array, kind, "YX" if array.ndim == 2 else "YXS")
 
 
 def read_raw(path: str | Path, palette_as_indices: bool = False) -> np.ndarray:
@@ -175,17 +135,13 @@ def read_raw(path: str | Path, palette_as_indices: bool = False) -> np.ndarray:
         (H, W) or (H, W, C) array in the file's dtype.
 
     Raises:
-        InputError: missing, corrupt, too large or unsupported file.
+        InputError: missing, corrupt, too large or unsupported file, or a multichannel image
+            (which needs a channel choice: :func:`load_image`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found" if not path.exists() else "not a regular file")
-    suffix = path.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise InputError(
-            path, f"unsupported file type {suffix!r}; expected one of {IMAGE_SUFFIXES}"
-        )
-    return _read_tiff(path) if suffix in _TIFF else _read_pil(path, palette_as_indices)
+    raw = read_decoded(path, palette_as_indices)
+    if raw.kind == "channels":
+        raise InputError(path, multichannel_message(raw))
+    return raw.array
 
 
 def to_rgb_float(
@@ -238,11 +194,72 @@ def to_rgb_float(
     return np.ascontiguousarray(out)
 
 
-def read_image(path: str | Path) -> np.ndarray:
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image read for segmentation, with what the outputs need from its file.
+
+    Attributes:
+        image: (H, W, 3) float32 in [0, 1] (what :func:`read_image` returns).
+        intensity: (H, W, K) planes in the file's units whose mean / max intensity the nucleus
+            table reports (see :func:`~bayescellseg.io.channels.intensity_planes`).
+        intensity_names: The K plane names (``""`` for a single plane).
+        pixel_size: From the file's metadata, if any.
+        axes: The file's axes (``YX``, ``YXS``, ``CYX``, ...).
+        n_channels: Channels in the file (1 for grey, 3 or 4 for colour).
+        channels: The channel indices used, or None when no choice was made.
+        source: The file.
+    """
+
+    image: np.ndarray
+    intensity: np.ndarray
+    intensity_names: tuple[str, ...]
+    pixel_size: PixelSize | None
+    axes: str
+    n_channels: int
+    channels: tuple[int, ...] | None
+    source: Path
+
+
+def load_image(
+    path: str | Path, *, channel: int | None = None, channels: Sequence[int] | None = None
+) -> LoadedImage:
+    """Read an image for segmentation, with its pixel size and intensity planes.
+
+    Args:
+        path: PNG, JPEG or TIFF file (2D; grey, RGB, RGBA or multichannel).
+        channel: The channel holding the nuclei (0-based); needed for multichannel files.
+        channels: Several nuclear channels to combine (percentile-rescaled, per-pixel maximum).
+
+    Raises:
+        InputError: naming the file and the problem (a multichannel file without a choice: its
+            channel count).
+    """
+    path = Path(path)
+    raw = read_decoded(path)
+    selected, chosen = select_channels(raw, path, channel, channels)
+    planes, names = intensity_planes(raw, selected, chosen)
+    return LoadedImage(
+        image=to_rgb_float(selected, path),
+        intensity=planes,
+        intensity_names=names,
+        pixel_size=raw.pixel_size,
+        axes=raw.axes,
+        n_channels=raw.n_channels,
+        channels=chosen,
+        source=path,
+    )
+
+
+def read_image(
+    path: str | Path, *, channel: int | None = None, channels: Sequence[int] | None = None
+) -> np.ndarray:
     """Read an image for segmentation.
 
     Args:
-        path: PNG, JPEG or TIFF file (2D; grey, RGB or RGBA; 8/16-bit or float in [0, 1]).
+        path: PNG, JPEG or TIFF file (2D; grey, RGB or RGBA; 8/16-bit or float in [0, 1]; a
+            multichannel TIFF with ``channel`` or ``channels``).
+        channel: The channel holding the nuclei (0-based).
+        channels: Several nuclear channels to combine.
 
     Returns:
         (H, W, 3) float32 array in [0, 1].
@@ -250,7 +267,9 @@ def read_image(path: str | Path) -> np.ndarray:
     Raises:
         InputError: naming the file and the problem.
     """
-    return to_rgb_float(read_raw(path), path)
+    if channel is None and channels is None:
+        return to_rgb_float(read_raw(path), path)
+    return load_image(path, channel=channel, channels=channels).image
 
 
 def read_label_image(path: str | Path) -> np.ndarray:
