@@ -87,3 +87,23 @@ def test_stitching_detects_uncovered_pixels() -> None:
     stitcher = MomentStitcher((4, 4))
     with pytest.raises(RuntimeError, match="not covered"):
         stitcher.result()
+
+
+def test_tie_broken_uncertainty_hand_values() -> None:
+    from bayescellseg.inference.uncertainty import TIE_FLOOR, tie_broken_uncertainty
+
+    # (1 - 0.001) * d + 0.001 * h
+    assert tie_broken_uncertainty(0.0, 0.2, 3) == pytest.approx(0.0002)
+    assert tie_broken_uncertainty(0.5, 0.3, 2) == pytest.approx(0.999 * 0.5 + 0.0003)
+    assert tie_broken_uncertainty(1.0, 1.0, 1) == pytest.approx(1.0)
+    assert tie_broken_uncertainty(0.0, 0.0, 3) == TIE_FLOOR  # nuclei: never exactly 0
+    assert tie_broken_uncertainty(0.0, 0.0, 0) == 0.0  # nothing predicted: may be 0
+
+
+def test_tie_broken_uncertainty_orders_ties_by_entropy_keeps_other_order() -> None:
+    from bayescellseg.inference.uncertainty import tie_broken_uncertainty
+
+    tied = [tie_broken_uncertainty(0.0, h, 5) for h in (0.05, 0.3, 0.1)]
+    assert np.argsort(tied).tolist() == [0, 2, 1]
+    # a disagreement gap larger than 0.001 is never reversed by the entropy
+    assert tie_broken_uncertainty(0.002, 0.0, 5) > tie_broken_uncertainty(0.0, 1.0, 5)

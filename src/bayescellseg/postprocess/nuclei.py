@@ -19,9 +19,11 @@ Scores (all in [0, 1], higher = less trustworthy):
   segmentation against the final one (matches at IoU > 0.5, 0.55, ..., 0.95). It is the score the
   final segmentation would get if a typical sample were the truth, i.e. an expected DSB score
   from sample agreement, and also penalises nuclei that appear only in samples.
-* **Image uncertainty** = ``1 - predicted quality`` with samples; without samples, the mean
-  nucleus uncertainty (or the mean entropy over the predicted foreground when no nucleus was
-  found).
+* **Image uncertainty** = ``1 - predicted quality`` with samples, with ties broken by the mean
+  entropy over the foreground (weight 0.001; never exactly 0 for an image with nuclei: see
+  :func:`~bayescellseg.inference.uncertainty.tie_broken_uncertainty`); without samples, the
+  mean nucleus uncertainty (or the mean entropy over the predicted foreground when no nucleus
+  was found).
 
 Flags (:class:`ReviewThresholds`, stored in a model folder's extras ``review`` and tunable on
 validation images with :mod:`bayescellseg.postprocess.tune`): a nucleus needs review when its
@@ -41,6 +43,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from bayescellseg.inference.uncertainty import tie_broken_uncertainty
 from bayescellseg.metrics.matching import DSB_THRESHOLDS
 from bayescellseg.settings import from_user_dict
 
@@ -440,7 +443,7 @@ def image_summary(
 
     if agreement is not None:
         quality = agreement.predicted_quality
-        uncertainty = 1.0 - quality
+        uncertainty = tie_broken_uncertainty(1.0 - quality, mean_ent, n)
     else:
         quality = math.nan
         uncertainty = float(np.mean([r.uncertainty for r in records])) if n else mean_ent
