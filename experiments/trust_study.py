@@ -32,12 +32,14 @@ from bayescellseg.inference.segmenter import Result
 from bayescellseg.inference.uncertainty import tie_broken_uncertainty
 from bayescellseg.metrics.uncertainty import auroc
 from bayescellseg.postprocess.nuclei import NUCLEUS_COLUMNS, NucleusRecord
+from bayescellseg.trust.conformal import conformal_quantile, conformal_selection
 from bayescellseg.trust.features import image_features, nucleus_features
 from bayescellseg.trust.fit import (
     FitOptions,
     TrustData,
     assign_folds,
     fit_trust,
+    out_of_fold_p_correct,
     out_of_fold_scores,
 )
 from bayescellseg.trust.measures import (
@@ -47,7 +49,7 @@ from bayescellseg.trust.measures import (
     score_measures,
 )
 from bayescellseg.trust.model import save_trust
-from bayescellseg.trust.ood import out_of_fold_distances
+from bayescellseg.trust.ood import Mahalanobis, out_of_fold_distances
 
 MAPS = ("probability", "entropy", "aleatoric", "epistemic", "variance", "contour")
 INT_COLUMNS = ("label", "area")
@@ -126,7 +128,45 @@ def _fmt(value: float, digits: int = 3) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def loso_row(data: TrustData, base: dict, test_source: str, options: FitOptions, q: float) -> dict:
+def _pca(z: np.ndarray, k: int) -> np.ndarray:
+    """(k, d) top principal directions of centred rows ``z``."""
+    _, _, vt = np.linalg.svd(z - z.mean(0), full_matrices=False)
+    return vt[:k]
+
+
+def ood_variants(data: TrustData, base: dict, test: np.ndarray, folds: np.ndarray) -> dict:
+    """OOD AUROC of the left-out source against the fitting images' out-of-fold distances.
+
+    Variants: the image features (shipped, shrinkage 0.1); the bottleneck statistics (mean and
+    std of each of the 256 channels, member-averaged; shrinkage 0.5, and diagonal); the image
+    features plus the top 10 principal components of the bottleneck statistics (shrinkage 0.1).
+    All standardised on the fitting images only.
+    """
+    is_test = np.r_[np.zeros((~test).sum(), bool), np.ones(test.sum(), bool)]
+
+    def auc(fit_x: np.ndarray, test_x: np.ndarray, shrinkage: float) -> float:
+        mu, sd = fit_x.mean(0), fit_x.std(0) + 1e-9
+        zf, zt = (fit_x - mu) / sd, (test_x - mu) / sd
+        oof = out_of_fold_distances(zf, folds, shrinkage)
+        d = Mahalanobis.fit(zf, shrinkage).distance(zt)
+        return auroc(np.r_[oof, d], is_test)
+
+    img, bott = data.image_x, base["bottleneck"]
+    mu, sd = bott[~test].mean(0), bott[~test].std(0) + 1e-9
+    zb = (bott - mu) / sd
+    directions = _pca(zb[~test], 10)
+    combined = np.column_stack([img, zb @ directions.T])
+    return {
+        "image": auc(img[~test], img[test], 0.1),
+        "bottleneck": auc(bott[~test], bott[test], 0.5),
+        "bottleneck_diag": auc(bott[~test], bott[test], 1.0),
+        "image+bottleneck_pca10": auc(combined[~test], combined[test], 0.1),
+    }
+
+
+def loso_row(
+    data: TrustData, base: dict, test_source: str, options: FitOptions, qs: list[float]
+) -> dict:
     """Fit on every source but ``test_source``; every measure on ``test_source``."""
     test = data.sources == test_source
     fit_data, test_data = data.subset(~test), data.subset(test)
@@ -136,104 +176,184 @@ def loso_row(data: TrustData, base: dict, test_source: str, options: FitOptions,
     pred, lo, hi = trust.scores["dsb"].predict(test_data.image_x)
     ap, ap_lo, ap_hi = trust.scores["ap50"].predict(test_data.image_x)
     true = test_data.scores["dsb"]
+    cal = trust.scores["dsb"]
     p_correct = trust.nucleus.predict_proba(test_data.nucleus_x)
     nuc_test = test[data.nucleus_image]
-    rule = trust.scores["dsb"].review_rule(q, alpha=0.1, delta=0.1)
     folds = assign_folds(fit_data.sources, options.n_folds, options.seed)
-    z_fit = trust.ood.standardizer(fit_data.image_x)
-    oof_d = out_of_fold_distances(z_fit, folds, options.shrinkage)
+    oof_d = out_of_fold_distances(
+        trust.ood.standardizer(fit_data.image_x), folds, options.shrinkage
+    )
     test_d = trust.ood.distance(test_data.image_x)
-    is_test = np.r_[np.zeros(oof_d.size, bool), np.ones(test_d.size, bool)]
-    bott = base["bottleneck"]
-    b_fit, b_test = bott[~test], bott[test]
-    b_mu, b_sd = b_fit.mean(0), b_fit.std(0) + 1e-6
-    b_oof = out_of_fold_distances((b_fit - b_mu) / b_sd, folds, 0.5)
-    from bayescellseg.trust.ood import Mahalanobis
-
-    b_d = Mahalanobis.fit((b_fit - b_mu) / b_sd, 0.5).distance((b_test - b_mu) / b_sd)
+    ood = ood_variants(data, base, test, folds)
     return {
         "source": test_source,
         "score": score_measures(pred, lo, hi, true),
         "ap50": score_measures(ap, ap_lo, ap_hi, test_data.scores["ap50"]),
         "old_mae": float(np.mean(np.abs(base["predicted_quality"][test] - true))),
-        "review": review_measures(pred, true, rule),
+        "review": {
+            q: review_measures(cal.review_rule(q, 0.1, 0.1).flags(pred), true, q, 0.1) for q in qs
+        },
+        "selection": {
+            q: review_measures(
+                conformal_selection(pred, cal.calibration_predicted, cal.calibration_true, q, 0.1),
+                true,
+                q,
+                0.1,
+            )
+            for q in qs
+        },  # fmt: skip
         "budget": budget_measures(pred, true, 0.2),
         "budget_old": budget_measures(-base["uncertainty"][test], true, 0.2),
         "nucleus": nucleus_measures(p_correct, test_data.nucleus_correct),
         "nucleus_old_auroc": auroc(
             base["nucleus_uncertainty"][nuc_test], ~data.nucleus_correct[nuc_test]
         ),
-        "ood_auroc": auroc(np.r_[oof_d, test_d], is_test),
+        "ood_auroc": ood,
         "ood_flagged": float(np.mean(test_d > trust.ood.threshold)),
         "ood_flagged_fit_oof": float(np.mean(oof_d > trust.ood.threshold)),
-        "ood_auroc_bottleneck": auroc(np.r_[b_oof, b_d], is_test),
         "n_fit": int(fit_data.sources.size),
+        "model": {
+            k: (v["features"], v["ridge_alpha"])
+            for k, v in trust.provenance["score_model_selection"].items()
+        },  # fmt: skip
     }
 
 
-def print_loso(rows: list[dict], q: float) -> None:
+def print_loso(rows: list[dict], qs: list[float]) -> None:
     """Markdown tables of the leave-one-source-out rows."""
-    print(
-        "\n| left-out source | images | DSB | predicted DSB MAE (old) | Pearson | 90 % coverage | width "
-        f"| AP50 MAE / coverage | rule q={q}: unflagged / realised rate | review 0.2: oracle gain share (old) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    rule_heads = " | ".join(f"q={q} {k}: unflagged / realised" for q in qs
+                            for k in ("LTT rule", "selection"))  # fmt: skip
+    print("\n| left-out source | images | DSB | predicted DSB MAE (old) | Pearson | 90 % coverage "
+          f"| width | AP50 MAE / coverage | {rule_heads} | review 0.2: oracle gain share (old) "
+          "| score model |")  # fmt: skip
+    print("|---" * (9 + 2 * len(qs)) + "|")
     for r in rows:
-        s, a, rv, b, bo = r["score"], r["ap50"], r["review"], r["budget"], r["budget_old"]
+        s, a, b, bo = r["score"], r["ap50"], r["budget"], r["budget_old"]
+        rules = " | ".join(
+            f"{r[k][q]['n_unflagged']} / {_fmt(r[k][q]['realised_rate'])}"
+            for q in qs for k in ("review", "selection"))  # fmt: skip
+        sel = r["model"]["dsb"]
         print(f"| {r['source']} | {s['n_images']} | {_fmt(b['mean_all'])} | {_fmt(s['mae'])} ({_fmt(r['old_mae'])}) "
               f"| {_fmt(s['pearson'])} | {_fmt(s['coverage'])} | {_fmt(s['mean_width'])} "
-              f"| {_fmt(a['mae'])} / {_fmt(a['coverage'])} | {rv['n_unflagged']} / {_fmt(rv['realised_rate'])} "
-              f"| {_fmt(b['oracle_gain_share'])} ({_fmt(bo['oracle_gain_share'])}) |")  # fmt: skip
+              f"| {_fmt(a['mae'])} / {_fmt(a['coverage'])} | {rules} "
+              f"| {_fmt(b['oracle_gain_share'])} ({_fmt(bo['oracle_gain_share'])}) | {sel[0]}, alpha {sel[1]:g} |")  # fmt: skip
     print(
         "\n| left-out source | nuclei | p_correct ECE | nucleus-error AUROC p_correct (old) "
-        "| OOD AUROC image features / bottleneck | OOD flagged: left-out / fitting (oof) |"
+        "| OOD AUROC: image features / bottleneck / bottleneck diagonal / image + bottleneck PCA "
+        "| OOD flagged (image features): left-out / fitting (oof) |"
     )
     print("|---|---|---|---|---|---|")
     for r in rows:
-        n = r["nucleus"]
+        n, o = r["nucleus"], r["ood_auroc"]
         print(f"| {r['source']} | {n['n_nuclei']} | {_fmt(n['ece'])} | {_fmt(n['error_auroc'])} "
-              f"({_fmt(r['nucleus_old_auroc'])}) | {_fmt(r['ood_auroc'])} / {_fmt(r['ood_auroc_bottleneck'])} "
+              f"({_fmt(r['nucleus_old_auroc'])}) | {_fmt(o['image'])} / {_fmt(o['bottleneck'])} / "
+              f"{_fmt(o['bottleneck_diag'])} / {_fmt(o['image+bottleneck_pca10'])} "
               f"| {_fmt(r['ood_flagged'])} / {_fmt(r['ood_flagged_fit_oof'])} |")  # fmt: skip
 
 
-def print_in_distribution(data: TrustData, options: FitOptions, q: float) -> None:
-    """Out-of-fold figures with every source in the fitting set (held-out images, no shift)."""
-    folds = assign_folds(data.sources, options.n_folds, options.seed)
-    oof = out_of_fold_scores(data, "dsb", folds, options.ridge_alpha)
+def print_in_distribution(data: TrustData, base: dict, options: FitOptions) -> None:
+    """Out-of-fold figures with every source among the fitting images (5 random folds).
+
+    The score model is the one selected for shipping (on all four sources); its interval is
+    calibrated on the same random folds, i.e. on images of the same sources.
+    """
     trust = fit_trust(data, options)
-    half = trust.scores["dsb"].half_width
-    print(f"\nIn distribution (5-fold out-of-fold, all sources; interval half-width {half:.3f}):")
-    print("| source | images | MAE | Pearson | coverage |")
-    print("|---|---|---|---|---|")
+    selected = trust.provenance["score_model_selection"]["dsb"]
+    folds = assign_folds(data.sources, options.n_folds, options.seed)
+    oof = np.clip(out_of_fold_scores(data, "dsb", folds, selected["ridge_alpha"],
+                                     trust.scores["dsb"].features), 0, 1)  # fmt: skip
+    y = data.scores["dsb"]
+    half = conformal_quantile(np.abs(y - oof), options.alpha)
+    p_oof = out_of_fold_p_correct(data, folds, options.logistic_alpha)
+    print(f"\nIn distribution (5 random folds over all sources; score model {selected['features']}, "
+          f"alpha {selected['ridge_alpha']:g}; interval half-width {half:.3f}):")  # fmt: skip
+    print("| source | images | MAE (old) | Pearson | 90 % coverage | review 0.2: oracle gain share (old) "
+          "| p_correct ECE | nucleus-error AUROC p_correct (old) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for name in [*np.unique(data.sources), None]:
-        keep = np.ones(data.sources.size, bool) if name is None else data.sources == name
-        p = np.clip(oof[keep], 0, 1)
+        keep = np.ones(y.size, bool) if name is None else data.sources == name
+        nuc = keep[data.nucleus_image]
         m = score_measures(
-            p, np.clip(p - half, 0, 1), np.clip(p + half, 0, 1), data.scores["dsb"][keep]
+            oof[keep], np.clip(oof[keep] - half, 0, 1), np.clip(oof[keep] + half, 0, 1), y[keep]
         )
-        print(
-            f"| {name or 'all'} | {m['n_images']} | {_fmt(m['mae'])} | {_fmt(m['pearson'])} | {_fmt(m['coverage'])} |"
+        b = budget_measures(oof[keep], y[keep], 0.2)["oracle_gain_share"]
+        bo = budget_measures(-base["uncertainty"][keep], y[keep], 0.2)["oracle_gain_share"]
+        n = nucleus_measures(p_oof[nuc], data.nucleus_correct[nuc])
+        old_auc = auroc(base["nucleus_uncertainty"][nuc], ~data.nucleus_correct[nuc])
+        old_mae = np.mean(np.abs(base["predicted_quality"][keep] - y[keep]))
+        print(f"| {name or 'all'} | {m['n_images']} | {_fmt(m['mae'])} ({_fmt(old_mae)}) | {_fmt(m['pearson'])} "
+              f"| {_fmt(m['coverage'])} | {_fmt(b)} ({_fmt(bo)}) | {_fmt(n['ece'])} "
+              f"| {_fmt(n['error_auroc'])} ({_fmt(old_auc)}) |")  # fmt: skip
+
+
+def half_split_rules(data: TrustData, options: FitOptions, qs: list[float], repeats: int) -> None:
+    """The shipped procedure on held-out images of the same sources: fit on a random half of
+    every source, test on the other half; ``repeats`` splits (seeds 0..repeats-1)."""
+    rows = {q: [] for q in qs}
+    cover, mae = [], []
+    for r in range(repeats):
+        rng = np.random.default_rng(1000 + r)
+        half = np.zeros(data.sources.size, bool)
+        for name in np.unique(data.sources):
+            idx = np.flatnonzero(data.sources == name)
+            half[rng.permutation(idx)[: idx.size // 2]] = True
+        fit_data, test_data = data.subset(half), data.subset(~half)
+        cal = fit_trust(fit_data, options).scores["dsb"]
+        pred, lo, hi = cal.predict(test_data.image_x)
+        true = test_data.scores["dsb"]
+        cover.append(np.mean((true >= lo) & (true <= hi)))
+        mae.append(np.mean(np.abs(pred - true)))
+        for q in qs:
+            sel = conformal_selection(pred, cal.calibration_predicted, cal.calibration_true, q, 0.1)
+            ltt = cal.review_rule(q, 0.1, 0.1).flags(pred)
+            rows[q].append((review_measures(sel, true, q, 0.1), review_measures(ltt, true, q, 0.1)))
+    print(f"\nHalf splits ({repeats} random halves of every source; fit on one, test on the other, "
+          f"{(~half).sum()} test images): MAE {np.mean(mae):.3f}, 90 % coverage {np.mean(cover):.3f}")  # fmt: skip
+    print(
+        "| q | selection: mean unflagged / realised rate (pooled) / splits >= 0.88 | LTT rule: mean unflagged / realised rate (pooled) |"
+    )
+    print("|---|---|---|")
+    for q in qs:
+        sel = [a for a, _ in rows[q]]
+        ltt = [b for _, b in rows[q]]
+
+        def pooled(ms: list[dict]) -> float:
+            kept = sum(m["n_unflagged"] for m in ms)
+            good = sum(
+                m["n_unflagged"] * (m["realised_rate"] if m["n_unflagged"] else 0) for m in ms
+            )
+            return good / kept if kept else float("nan")
+
+        ok = (
+            np.mean([m["realised_rate"] >= 0.88 for m in sel if m["n_unflagged"]])
+            if any(m["n_unflagged"] for m in sel)
+            else float("nan")
         )
-    del q
+        print(f"| {q} | {np.mean([m['n_unflagged'] for m in sel]):.1f} / {_fmt(pooled(sel))} / {_fmt(ok)} "
+              f"| {np.mean([m['n_unflagged'] for m in ltt]):.1f} / {_fmt(pooled(ltt))} |")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, required=True)
-    parser.add_argument("--min-quality", type=float, default=0.6)
+    parser.add_argument("--min-quality", type=float, nargs="+", default=[0.4, 0.6])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=20, help="random half splits")
+    parser.add_argument("--calibration", choices=("fold", "source"), default="fold",
+                        help="calibration predictions from random folds or other sources")  # fmt: skip
     parser.add_argument(
         "--ship", type=Path, default=None, help="model folder to write trust.json into"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the LOSO rows here")
     args = parser.parse_args()
-    options = FitOptions(seed=args.seed)
+    options = FitOptions(seed=args.seed, calibration=args.calibration)
     data, base = load_cache(args.cache)
     names, counts = np.unique(data.sources, return_counts=True)
     print("images per source:", dict(zip(names.tolist(), counts.tolist(), strict=True)))
     rows = [loso_row(data, base, name, options, args.min_quality) for name in names]
     print_loso(rows, args.min_quality)
-    print_in_distribution(data, options, args.min_quality)
+    print_in_distribution(data, base, options)
+    half_split_rules(data, options, args.min_quality, args.repeats)
     print(f"\nimages with uncertainty exactly 0 and >= 1 nucleus: before {int(base['tie_zero_before'].sum())}, "
           f"after tie-breaking {int(base['tie_zero_after'].sum())} (of {data.sources.size})")  # fmt: skip
     if args.json:

@@ -91,3 +91,64 @@ def test_flag_lowest() -> None:
     assert flag_lowest(scores, 1.0).all()
     with pytest.raises(ValueError):
         flag_lowest(scores, 1.5)
+
+
+def test_min_testable_and_walk_start() -> None:
+    from bayescellseg.trust.conformal import min_testable
+
+    assert min_testable(0.1, 0.1) == 22  # 0.9^21 = 0.109 > 0.1 >= 0.9^22 = 0.098
+    assert min_testable(0.6, 0.5) == 1
+    # 30 images predicted in order, all good: the first testable threshold keeps 22 of them,
+    # and the walk goes on to keep all 30
+    predicted = np.linspace(1.0, 0.71, 30)
+    rule = review_threshold(predicted, np.ones(30), 0.5, 0.1, 0.1)
+    assert rule.n_kept_calibration == 30 and rule.threshold == pytest.approx(0.71)
+    # the same with one bad image ranked first: 1 bad of 22 has cdf 0.339 > 0.1 -> nothing
+    true = np.ones(30)
+    true[0] = 0.0
+    assert review_threshold(predicted, true, 0.5, 0.1, 0.1).threshold == math.inf
+
+
+def test_conformal_pvalues_hand_case() -> None:
+    from bayescellseg.trust.conformal import conformal_pvalues
+
+    cal_pred = np.array([0.9, 0.8, 0.7, 0.6])
+    cal_true = np.array([0.9, 0.3, 0.8, 0.2])  # bad (q = 0.5): predicted 0.8 and 0.6
+    pv = conformal_pvalues(np.array([0.95, 0.8, 0.65, 0.5]), cal_pred, cal_true, 0.5)
+    # bad calibration predictions >= 0.95: 0; >= 0.8: 1; >= 0.65: 1; >= 0.5: 2; n + 1 = 5
+    np.testing.assert_allclose(pv, [1 / 5, 2 / 5, 2 / 5, 3 / 5])
+
+
+def test_conformal_selection_benjamini_hochberg_hand_case() -> None:
+    from bayescellseg.trust.conformal import conformal_selection
+
+    cal_pred = np.linspace(0.0, 1.0, 19)  # n = 19, n + 1 = 20
+    cal_true = np.where(cal_pred < 0.5, 0.0, 1.0)  # bad exactly when predicted < 0.5
+    # bad calibration predictions: k / 18 for k = 0..8 (up to 0.444). p-values: 0.9, 0.6 and
+    # 0.45 -> (1 + 0) / 20 = 0.05; 0.1 -> (1 + 7) / 20 = 0.4 (k = 2..8 are >= 0.1)
+    batch = np.array([0.9, 0.6, 0.45, 0.1])
+    flags = conformal_selection(batch, cal_pred, cal_true, 0.5, alpha=0.2)
+    # BH at 0.2 with m = 4: thresholds 0.05, 0.1, 0.15, 0.2; sorted p = 0.05, 0.05, 0.05, 0.4
+    # -> largest k with p_(k) <= 0.2 k / 4 is k = 3: select p <= 0.15
+    assert flags.tolist() == [False, False, False, True]
+    assert conformal_selection(batch, cal_pred, cal_true, 0.5, alpha=0.01).all()
+
+
+def test_conformal_selection_controls_the_false_discovery_rate() -> None:
+    """Expected share of selected (unflagged) images below q is at most alpha."""
+    from bayescellseg.trust.conformal import conformal_selection
+
+    rng = np.random.default_rng(13)  # seed recorded
+    alpha, q, trials, shares = 0.1, 0.6, 500, []
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        true = rng.beta(4, 3, size=n)
+        return np.clip(true + rng.normal(0, 0.12, size=n), 0, 1), true
+
+    for _ in range(trials):
+        batch_pred, batch_true = draw(100)
+        flags = conformal_selection(batch_pred, *draw(200), q, alpha)
+        kept = batch_true[~flags]
+        shares.append(np.mean(kept < q) if kept.size else 0.0)
+    se = np.std(shares) / math.sqrt(trials)
+    assert np.mean(shares) <= alpha + 3 * se

@@ -9,10 +9,12 @@ import pytest
 
 from bayescellseg.errors import InputError
 from bayescellseg.trust.fit import (
+    SCORE_FEATURE_SETS,
     FitOptions,
     assign_folds,
     fit_trust,
     out_of_fold_scores,
+    source_folds,
     source_weights,
 )
 from bayescellseg.trust.model import TRUST_FILE, TrustModel, load_trust, save_trust
@@ -47,9 +49,21 @@ def test_fit_trust_calibration_pairs_are_out_of_fold_and_intervals_cover() -> No
     data = synthetic_trust_data(200, seed=2)
     trust = fit_trust(data, FitOptions(seed=3))
     dsb = trust.scores["dsb"]
+    chosen = trust.provenance["score_model_selection"]["dsb"]
+    assert dsb.features == SCORE_FEATURE_SETS[chosen["features"]]
+    # calibration predictions: each image predicted by a model of the other random folds
     folds = assign_folds(data.sources, 5, seed=3)
-    oof = np.clip(out_of_fold_scores(data, "dsb", folds, 1.0), 0, 1)
-    np.testing.assert_allclose(dsb.calibration_predicted, oof)
+    oof = out_of_fold_scores(data, "dsb", folds, chosen["ridge_alpha"], dsb.features)
+    np.testing.assert_allclose(dsb.calibration_predicted, np.clip(oof, 0, 1))
+    # or, on request, by a model of the other source
+    by_source = fit_trust(data, FitOptions(seed=3, calibration="source")).scores["dsb"]
+    oof = out_of_fold_scores(data, "dsb", source_folds(data.sources), chosen["ridge_alpha"],
+                             dsb.features)  # fmt: skip
+    np.testing.assert_allclose(by_source.calibration_predicted, np.clip(oof, 0, 1))
+    assert (
+        min(chosen["candidates_mae"].values())
+        == chosen["candidates_mae"][f"{chosen['features']} {chosen['ridge_alpha']:g}"]
+    )
     # noise sd 0.03: the 90 % half-width is near 1.645 * 0.03 (plus estimation error)
     assert 0.035 < dsb.half_width < 0.07
     fresh = synthetic_trust_data(2000, seed=4)

@@ -30,7 +30,8 @@ def test_score_measures_hand_values() -> None:
 
 def test_review_measures_hand_values() -> None:
     rule = ReviewRule(0.5, 0.6, 0.1, 0.1, 10, 5, 0.9)
-    m = review_measures(np.array([0.4, 0.5, 0.7, 0.9]), np.array([0.9, 0.5, 0.7, 0.8]), rule)
+    flags = rule.flags(np.array([0.4, 0.5, 0.7, 0.9]))
+    m = review_measures(flags, np.array([0.9, 0.5, 0.7, 0.8]), 0.6, 0.1)
     assert m["n_flagged"] == 1 and m["n_unflagged"] == 3
     assert m["realised_rate"] == pytest.approx(2 / 3)  # 0.5 < 0.6
     assert m["stated_rate"] == pytest.approx(0.9)
@@ -67,12 +68,14 @@ def test_trust_measures_groups_and_ood_auroc() -> None:
         nucleus_dataset=np.array(["a", "b"]),
         p_correct=np.array([0.9, 0.2]),
         correct=np.array([True, False]),
+        flagged=np.array([False, False, True, True]),
     )
-    out = trust_measures(batch, ReviewRule(0.4, 0.5, 0.1, 0.1, 10, 5, 0.9))
+    out = trust_measures(batch, min_quality=0.5, alpha=0.1)
     assert out["datasets"]["b"]["ood_auroc_vs_others"] == pytest.approx(1.0)
     assert out["datasets"]["a"]["ood_auroc_vs_others"] == pytest.approx(0.0)
     assert out["datasets"]["b"]["score"]["coverage"] == pytest.approx(0.5)
     assert out["overall"]["ood_flagged"] == pytest.approx(0.5)
     assert out["overall"]["review"]["n_unflagged"] == 2
+    assert out["overall"]["review"]["realised_rate"] == pytest.approx(1.0)  # 0.5, 0.7 >= 0.5
     assert out["datasets"]["a"]["nucleus"]["n_nuclei"] == 1
     assert math.isnan(out["datasets"]["a"]["nucleus"]["error_auroc"])

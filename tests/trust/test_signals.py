@@ -66,3 +66,22 @@ def test_no_nuclei_gives_empty_p_correct() -> None:
                          summary={"predicted_quality": 1.0})  # fmt: skip
     signals = trust_signals(empty, _trust())
     assert signals.p_correct.shape == (0,) and signals.nucleus_needs_review.shape == (0,)
+
+
+def test_review_batch_min_quality_and_budget() -> None:
+    from bayescellseg.trust.conformal import conformal_selection
+    from bayescellseg.trust.signals import review_batch
+
+    trust = _trust()
+    predicted = np.array([0.9, 0.2, 0.55, 0.7, 0.35])
+    cal = trust.scores["dsb"]
+    by_quality = review_batch(predicted, trust, min_quality=0.5)
+    expected = conformal_selection(predicted, cal.calibration_predicted, cal.calibration_true, 0.5)
+    np.testing.assert_array_equal(by_quality.flagged, expected)
+    assert "at least 90% of the images not flagged have a DSB score >= 0.5" in by_quality.statement
+    assert all(bool(r) == f for r, f in zip(by_quality.reasons, by_quality.flagged, strict=True))
+    budget = review_batch(predicted, trust, review_fraction=0.4)
+    assert budget.flagged.tolist() == [False, True, False, False, True]
+    assert "predicted 0.20" in budget.reasons[1]
+    with pytest.raises(ValueError):
+        review_batch(predicted, trust)

@@ -16,11 +16,18 @@ from bayescellseg.trust.conformal import (
 from bayescellseg.trust.fit import FitOptions, TrustData, fit_trust
 from bayescellseg.trust.measures import TrustBatch, trust_measures
 from bayescellseg.trust.model import TRUST_FILE, TrustModel, load_trust, save_trust
-from bayescellseg.trust.signals import SUMMARY_COLUMNS, TrustSignals, trust_signals
+from bayescellseg.trust.signals import (
+    SUMMARY_COLUMNS,
+    BatchReview,
+    TrustSignals,
+    review_batch,
+    trust_signals,
+)
 
 __all__ = [
     "SUMMARY_COLUMNS",
     "TRUST_FILE",
+    "BatchReview",
     "FitOptions",
     "ReviewRule",
     "TrustBatch",
@@ -28,9 +35,11 @@ __all__ = [
     "TrustModel",
     "TrustSignals",
     "conformal_quantile",
+    "conformal_selection",
     "fit_trust",
     "flag_lowest",
     "load_trust",
+    "review_batch",
     "review_threshold",
     "save_trust",
     "trust_measures",

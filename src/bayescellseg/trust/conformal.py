@@ -8,7 +8,9 @@
   2021): for each candidate ``tau``, from the highest down, the binomial test of
   ``H0: P(score < q | kept) > alpha`` on the kept calibration images; the walk stops at the first
   ``tau`` it cannot reject at level ``delta`` (fixed-sequence testing, so the whole family is at
-  level ``delta``). With probability ``>= 1 - delta`` over the calibration set, the rate holds on
+  level ``delta``). The walk starts at the first ``tau`` that keeps enough images for the test
+  to reject at all (:func:`min_testable`: 22 for ``alpha = delta = 0.1``); this order depends on
+  the predicted scores only, not on the true ones, so the tests stay valid. With probability ``>= 1 - delta`` over the calibration set, the rate holds on
   new images exchangeable with it.
 * :func:`flag_lowest`: a review budget, the given fraction of a batch with the lowest predicted
   scores.
@@ -81,6 +83,11 @@ class ReviewRule:
         )
 
 
+def min_testable(alpha: float, delta: float) -> int:
+    """Fewest kept images whose test can reject at all: ``(1 - alpha)^n <= delta``."""
+    return max(1, math.ceil(math.log(delta) / math.log(1.0 - alpha) - 1e-12))
+
+
 def review_threshold(
     predicted: np.ndarray,
     true: np.ndarray,
@@ -109,9 +116,12 @@ def review_threshold(
         raise ValueError("alpha and delta must be in (0, 1)")
     bad = t < min_quality
     threshold, kept, good_rate = math.inf, 0, math.nan
+    n_min = min_testable(alpha, delta)
     for tau in np.unique(p)[::-1]:
         keep = p >= tau
         n_keep, n_bad = int(keep.sum()), int(bad[keep].sum())
+        if n_keep < n_min:
+            continue  # too few kept images to reject even with none below q: not tested
         if stats.binom.cdf(n_bad, n_keep, alpha) > delta:
             break
         threshold, kept, good_rate = float(tau), n_keep, 1.0 - n_bad / n_keep
@@ -143,3 +153,67 @@ def flag_lowest(predicted: np.ndarray, fraction: float) -> np.ndarray:
     flags = np.zeros(p.size, bool)
     flags[np.argsort(p, kind="stable")[:k]] = True
     return flags
+
+
+def conformal_pvalues(
+    predicted: np.ndarray, cal_predicted: np.ndarray, cal_true: np.ndarray, min_quality: float
+) -> np.ndarray:
+    """Conformal p-values of ``H0_j: score_j < min_quality`` (Jin & Candes 2023, clipped score).
+
+    ``p_j = (1 + #{calibration i: true_i < q and predicted_i >= predicted_j}) / (n + 1)``: small
+    when few calibration images predicted at least as high as image ``j`` fell below ``q``.
+
+    Args:
+        predicted: (m,) predicted scores of the new images.
+        cal_predicted: (n,) predicted scores of the calibration images.
+        cal_true: (n,) their true scores.
+        min_quality: ``q``.
+
+    Returns:
+        (m,) p-values in (0, 1].
+    """
+    p = np.asarray(predicted, np.float64).reshape(-1)
+    cp = np.asarray(cal_predicted, np.float64).reshape(-1)
+    ct = np.asarray(cal_true, np.float64).reshape(-1)
+    if cp.shape != ct.shape:
+        raise ValueError("cal_predicted and cal_true differ in size")
+    bad = np.sort(cp[ct < min_quality])
+    at_or_above = bad.size - np.searchsorted(bad, p, side="left")
+    return (1.0 + at_or_above) / (cp.size + 1.0)
+
+
+def conformal_selection(
+    predicted: np.ndarray,
+    cal_predicted: np.ndarray,
+    cal_true: np.ndarray,
+    min_quality: float,
+    alpha: float = 0.1,
+) -> np.ndarray:
+    """Which images of a batch can be left unreviewed: Benjamini-Hochberg on conformal p-values.
+
+    Conformal selection (Jin & Candes 2023): with calibration and new images exchangeable, the
+    expected share of unflagged images with a true score below ``min_quality`` is at most
+    ``alpha`` (the false discovery rate of the selection).
+
+    Args:
+        predicted: (m,) predicted scores of the batch.
+        cal_predicted: (n,) predicted scores of the calibration images (out-of-fold).
+        cal_true: (n,) their true scores.
+        min_quality: ``q``.
+        alpha: Allowed expected share of unflagged images below ``q``.
+
+    Returns:
+        (m,) bool, True = flagged for review (not selected).
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    pv = conformal_pvalues(predicted, cal_predicted, cal_true, min_quality)
+    m = pv.size
+    if m == 0:
+        return np.zeros(0, bool)
+    ranked = np.sort(pv)
+    passing = np.flatnonzero(ranked <= alpha * np.arange(1, m + 1) / m)
+    if passing.size == 0:
+        return np.ones(m, bool)
+    cutoff = alpha * (passing[-1] + 1) / m
+    return ~(pv <= cutoff)

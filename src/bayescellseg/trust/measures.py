@@ -22,7 +22,7 @@ from scipy import stats
 
 from bayescellseg.metrics.calibration import ece, reliability_bins
 from bayescellseg.metrics.uncertainty import auroc, spearman
-from bayescellseg.trust.conformal import ReviewRule, flag_lowest
+from bayescellseg.trust.conformal import flag_lowest
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class TrustBatch:
         nucleus_dataset: (m,) dataset of each predicted nucleus.
         p_correct: (m,) its ``p_correct``.
         correct: (m,) whether it matches a true nucleus at IoU > 0.5.
+        flagged: (n,) the ``--min-quality`` rule's review flags (None: no rule was used).
     """
 
     datasets: np.ndarray
@@ -52,6 +53,7 @@ class TrustBatch:
     nucleus_dataset: np.ndarray
     p_correct: np.ndarray
     correct: np.ndarray
+    flagged: np.ndarray | None = None
 
 
 def score_measures(
@@ -75,18 +77,26 @@ def score_measures(
     }
 
 
-def review_measures(predicted: np.ndarray, true: np.ndarray, rule: ReviewRule) -> dict[str, float]:
-    """Realised rate of "unflagged images score >= min_quality" beside the stated one."""
-    flags = rule.flags(predicted)
+def review_measures(
+    flags: np.ndarray, true: np.ndarray, min_quality: float, alpha: float
+) -> dict[str, float]:
+    """Realised share of unflagged images scoring ``>= min_quality``, beside the stated one.
+
+    Args:
+        flags: (n,) bool, True = flagged for review by the rule.
+        true: (n,) true scores.
+        min_quality: The rule's ``q``.
+        alpha: The rule's allowed share below ``q`` (stated rate ``1 - alpha``).
+    """
+    f = np.asarray(flags, bool).reshape(-1)
     t = np.asarray(true, np.float64).reshape(-1)
-    kept = t[~flags]
+    kept = t[~f]
     return {
-        "min_quality": rule.min_quality,
-        "stated_rate": 1.0 - rule.alpha,
-        "threshold": rule.threshold,
-        "n_flagged": int(flags.sum()),
+        "min_quality": float(min_quality),
+        "stated_rate": 1.0 - float(alpha),
+        "n_flagged": int(f.sum()),
         "n_unflagged": int(kept.size),
-        "realised_rate": float(np.mean(kept >= rule.min_quality)) if kept.size else math.nan,
+        "realised_rate": float(np.mean(kept >= min_quality)) if kept.size else math.nan,
     }
 
 
@@ -128,7 +138,13 @@ def nucleus_measures(p_correct: np.ndarray, correct: np.ndarray, n_bins: int = 1
     }
 
 
-def _group(batch: TrustBatch, keep: np.ndarray, nuc: np.ndarray, rule, fraction) -> dict:
+def _group(
+    batch: TrustBatch,
+    keep: np.ndarray,
+    nuc: np.ndarray,
+    rule: tuple[float, float] | None,
+    fraction: float,
+) -> dict:
     out = {
         "score": score_measures(batch.predicted[keep], batch.low[keep], batch.high[keep],
                                 batch.true[keep]),
@@ -136,25 +152,30 @@ def _group(batch: TrustBatch, keep: np.ndarray, nuc: np.ndarray, rule, fraction)
         "nucleus": nucleus_measures(batch.p_correct[nuc], batch.correct[nuc]),
         "ood_flagged": float(np.mean(batch.ood[keep])) if keep.any() else math.nan,
     }  # fmt: skip
-    if rule is not None:
-        out["review"] = review_measures(batch.predicted[keep], batch.true[keep], rule)
+    if rule is not None and batch.flagged is not None:
+        out["review"] = review_measures(batch.flagged[keep], batch.true[keep], *rule)
     return out
 
 
 def trust_measures(
-    batch: TrustBatch, rule: ReviewRule | None = None, review_fraction: float = 0.2
+    batch: TrustBatch,
+    min_quality: float | None = None,
+    alpha: float = 0.1,
+    review_fraction: float = 0.2,
 ) -> dict:
     """Every trust measure, overall and per dataset.
 
     Args:
-        batch: The scored images and nuclei.
-        rule: The ``--min-quality`` rule used (None: no review-rule measure).
+        batch: The scored images and nuclei (with ``flagged`` for the review-rule measure).
+        min_quality: The ``--min-quality`` of the rule that set ``batch.flagged`` (None: none).
+        alpha: Its allowed share below ``min_quality``.
         review_fraction: The review budget to measure.
 
     Returns:
         ``{"overall": {...}, "datasets": {name: {..., "ood_auroc_vs_others"}}}``.
     """
     names = list(dict.fromkeys(batch.datasets.tolist()))
+    rule = None if min_quality is None else (min_quality, alpha)
     out = {"overall": _group(batch, np.ones(batch.datasets.size, bool),
                              np.ones(batch.p_correct.size, bool), rule, review_fraction),
            "datasets": {}}  # fmt: skip

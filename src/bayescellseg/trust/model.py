@@ -39,6 +39,7 @@ class ScoreModel:
 
     Attributes:
         ridge: Features -> score.
+        features: The names of the :data:`IMAGE_FEATURES` the ridge model reads, in order.
         half_width: Conformal quantile of the out-of-fold absolute residuals.
         alpha: Miscoverage level of the interval.
         calibration_predicted: Out-of-fold predicted scores of the fitting images.
@@ -46,14 +47,16 @@ class ScoreModel:
     """
 
     ridge: RidgeModel
+    features: tuple[str, ...]
     half_width: float
     alpha: float
     calibration_predicted: np.ndarray
     calibration_true: np.ndarray
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(predicted, low, high) for (n, k) features, clipped to [0, 1]."""
-        centre = self.ridge.predict(x)
+        """(predicted, low, high) for (n, len(IMAGE_FEATURES)) features, clipped to [0, 1]."""
+        columns = [IMAGE_FEATURES.index(name) for name in self.features]
+        centre = self.ridge.predict(np.asarray(x, np.float64)[:, columns])
         return (np.clip(centre, 0.0, 1.0), np.clip(centre - self.half_width, 0.0, 1.0),
                 np.clip(centre + self.half_width, 0.0, 1.0))  # fmt: skip
 
@@ -71,6 +74,7 @@ class ScoreModel:
         """JSON-ready dict."""
         return {
             "ridge": self.ridge.to_dict(),
+            "features": list(self.features),
             "half_width": self.half_width,
             "alpha": self.alpha,
             "calibration_predicted": self.calibration_predicted.tolist(),
@@ -82,6 +86,7 @@ class ScoreModel:
         """Inverse of :meth:`to_dict`."""
         return cls(
             ridge=RidgeModel.from_dict(data["ridge"]),
+            features=_known_features(data["features"]),
             half_width=float(data["half_width"]),
             alpha=float(data["alpha"]),
             calibration_predicted=np.asarray(data["calibration_predicted"], np.float64),
@@ -180,6 +185,13 @@ class TrustModel:
             )
         except (KeyError, TypeError, ValueError) as err:
             raise InputError(where, f"malformed trust file ({err!r})") from err
+
+
+def _known_features(names: list[str]) -> tuple[str, ...]:
+    unknown = [n for n in names if n not in IMAGE_FEATURES]
+    if unknown:
+        raise ValueError(f"unknown image features {unknown}")
+    return tuple(names)
 
 
 def save_trust(model: TrustModel, model_dir: str | Path) -> Path:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bayescellseg.trust.conformal import ReviewRule
+from bayescellseg.trust.conformal import ReviewRule, conformal_selection, flag_lowest
 from bayescellseg.trust.features import ResultLike, image_features, nucleus_features
 from bayescellseg.trust.model import TrustModel, finite_or_none
 
@@ -113,3 +113,67 @@ def trust_signals(
         nucleus_needs_review=p_correct < trust.nucleus_review_below,
         reasons=tuple(reasons),
     )
+
+
+@dataclass(frozen=True)
+class BatchReview:
+    """The review decision over a batch of images.
+
+    Attributes:
+        flagged: (n,) bool, True = the image needs review.
+        reasons: (n,) the reason of each flagged image ("" when not flagged).
+        statement: The guarantee (or budget) in words, to print and store.
+    """
+
+    flagged: np.ndarray
+    reasons: tuple[str, ...]
+    statement: str
+
+
+def review_batch(
+    predicted: np.ndarray,
+    trust: TrustModel,
+    min_quality: float | None = None,
+    review_fraction: float | None = None,
+    alpha: float = 0.1,
+) -> BatchReview:
+    """Which images of a predicted batch to review: ``--min-quality`` or ``--review-fraction``.
+
+    ``min_quality``: conformal selection (Benjamini-Hochberg on conformal p-values against the
+    trust model's calibration pairs): of the unflagged images, in expectation at least
+    ``1 - alpha`` have a DSB score >= ``min_quality``, on images like the calibration images.
+    ``review_fraction``: the share of the batch with the lowest predicted scores.
+
+    Args:
+        predicted: (n,) predicted DSB scores of the batch (:attr:`TrustSignals.predicted_score`).
+        trust: The model folder's trust models.
+        min_quality: Needed quality (exclusive with ``review_fraction``).
+        review_fraction: Review budget in [0, 1].
+        alpha: Allowed expected share of unflagged images below ``min_quality``.
+
+    Raises:
+        ValueError: Neither or both of ``min_quality`` and ``review_fraction``.
+    """
+    if (min_quality is None) == (review_fraction is None):
+        raise ValueError("give exactly one of min_quality and review_fraction")
+    p = np.asarray(predicted, np.float64).reshape(-1)
+    sources = ", ".join(f"{k} {v}" for k, v in trust.provenance.get("sources", {}).items())
+    if min_quality is not None:
+        cal = trust.scores["dsb"]
+        flags = conformal_selection(p, cal.calibration_predicted, cal.calibration_true,
+                                    min_quality, alpha)  # fmt: skip
+        reason = f"not certified to reach DSB score {min_quality:g} (predicted {{:.2f}})"
+        statement = (
+            f"{int((~flags).sum())} of {p.size} images not flagged: in expectation at least "
+            f"{1 - alpha:.0%} of the images not flagged have a DSB score >= {min_quality:g}, "
+            f"on data like the calibration data ({sources or 'see trust.json'})"
+        )
+    else:
+        flags = flag_lowest(p, float(review_fraction))
+        reason = "among the lowest predicted scores of the batch (predicted {:.2f})"
+        statement = (
+            f"review budget {review_fraction:.0%}: the {int(flags.sum())} of {p.size} images "
+            "with the lowest predicted DSB score are flagged"
+        )
+    reasons = tuple(reason.format(v) if f else "" for v, f in zip(p, flags, strict=True))
+    return BatchReview(flagged=flags, reasons=reasons, statement=statement)
