@@ -51,6 +51,12 @@ from bayescellseg.trust.measures import (
 from bayescellseg.trust.model import save_trust
 from bayescellseg.trust.ood import Mahalanobis, out_of_fold_distances
 
+SOURCE_LICENCES = {
+    "dsb2018": "CC0 (BBBC038)",
+    "koyuncu": "none stated; research use, cite Koyuncu et al. (Bilkent)",
+    "tnbc": "CC BY 4.0 as far as known (Naylor et al. 2018, Zenodo 1175282)",
+    "monuseg": "CC BY-NC-SA 4.0 (fitting on it makes the file inherit that licence)",
+}
 MAPS = ("probability", "entropy", "aleatoric", "epistemic", "variance", "contour")
 INT_COLUMNS = ("label", "area")
 
@@ -344,6 +350,9 @@ def main() -> None:
     parser.add_argument(
         "--ship", type=Path, default=None, help="model folder to write trust.json into"
     )
+    parser.add_argument("--ship-sources", nargs="+", default=["dsb2018", "koyuncu", "tnbc"],
+                        help="sources the shipped trust.json is fitted on (default leaves out "
+                        "MoNuSeg, CC BY-NC-SA: see ../shared/data/README.md)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="write the LOSO rows here")
     args = parser.parse_args()
     options = FitOptions(seed=args.seed, calibration=args.calibration)
@@ -359,10 +368,20 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=float) + "\n")
     if args.ship:
-        info = json.loads((args.cache / "cache_info.json").read_text())
-        trust = fit_trust(data, options, {"command": " ".join(["python", *sys.argv]),
-                                          "cache": info, "fitted_on": "held-out images only"})  # fmt: skip
-        print(f"wrote {save_trust(trust, args.ship)}")
+        ship(data, args, options)
+
+
+def ship(data: TrustData, args: argparse.Namespace, options: FitOptions) -> None:
+    """Fit on the held-out images of ``--ship-sources`` and write ``trust.json``."""
+    info = json.loads((args.cache / "cache_info.json").read_text())
+    info["model"] = Path(info["model"]).name
+    keep = np.isin(data.sources, args.ship_sources)
+    record = {"command": " ".join(["python", *sys.argv]), "cache": info,
+              "fitted_on": "held-out images only",
+              "licences": {k: SOURCE_LICENCES[k] for k in args.ship_sources}}  # fmt: skip
+    trust = fit_trust(data.subset(keep), options, record)
+    print(f"wrote {save_trust(trust, args.ship)} (fitted on {int(keep.sum())} images of "
+          f"{', '.join(args.ship_sources)})")  # fmt: skip
 
 
 if __name__ == "__main__":
