@@ -23,9 +23,10 @@ LEVELS: tuple[frozenset[str], ...] = tuple(
         "inference",
         "train",
         "report",
+        "export trust",
         "evaluation",
         "pipelines",
-        "cli __init__ __main__",
+        "cli napari __init__ __main__",
     )
 )
 RANK = {name: k for k, level in enumerate(LEVELS) for name in level}

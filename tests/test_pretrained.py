@@ -67,3 +67,30 @@ def test_diameter_restores_accuracy_on_an_enlarged_image(segmenter) -> None:
     assert given.labels.shape == shape and given.info.scale < 0.5
     assert dsb_score(truth, given.labels) > plain + 0.2  # measured: 0.118 -> 0.448
     assert dsb_score(truth, given.labels) > native - 0.05  # native 0.305
+
+
+def test_bundled_trust_models_fitted_on_held_out_images(segmenter: Segmenter) -> None:
+    """trust.json (issue 21): beside config.json, fitted on held-out images, usable."""
+    from bayescellseg.trust import load_trust, trust_signals
+
+    folder = bundled_model_path()
+    trust = load_trust(folder)
+    assert trust is not None
+    record = trust.provenance
+    assert record["fitted_on"] == "held-out images only"
+    # MoNuSeg (CC BY-NC-SA) is left out of the bundled fit; its licence would carry over
+    assert record["sources"] == {"dsb2018": 130, "koyuncu": 41, "tnbc": 9}
+    assert set(record["licences"]) == set(record["sources"])
+    # the DSB2018 images are the model's validation images, never its training images
+    config = json.loads((folder / "config.json").read_text())
+    assert "trust" not in config  # config.json is not rewritten
+    sample = read_dsb_sample(sample_root(), SMALL_SAMPLE)
+    result = segmenter.predict(sample.image, seed=0)
+    signals = trust_signals(result, trust, segmenter.params.fg_threshold)
+    assert 0.0 <= signals.predicted_score_low <= signals.predicted_score
+    assert signals.predicted_score <= signals.predicted_score_high <= 1.0
+    truth = dsb_score(sample.labels, result.labels)  # 0.72 in the validation report
+    assert signals.predicted_score_low <= truth <= signals.predicted_score_high
+    assert signals.p_correct.shape == (len(result.nuclei),)
+    assert np.all((signals.p_correct > 0) & (signals.p_correct < 1))
+    assert not signals.ood  # a validation image of the training source (and a fitting image)

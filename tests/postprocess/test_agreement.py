@@ -7,7 +7,7 @@ import pytest
 
 from bayescellseg.metrics.matching import dsb_score, match
 from bayescellseg.metrics.overlaps import best_match_iou, label_index, overlaps
-from bayescellseg.postprocess.agreement import sample_agreement
+from bayescellseg.postprocess.agreement import TIE_FLOOR, sample_agreement, tie_broken_uncertainty
 from bayescellseg.postprocess.nuclei import nucleus_table
 
 
@@ -63,3 +63,20 @@ def test_nucleus_table_reads_uint64_labels() -> None:
     records = nucleus_table(_final(), maps, [_sample()])
     assert [(r.label, r.area) for r in records] == [(2, 10), (9, 16)]
     assert [r.stability for r in records] == pytest.approx([0.6, 0.8])
+
+
+def test_tie_broken_uncertainty_hand_values() -> None:
+    # (1 - 0.001) * d + 0.001 * h
+    assert tie_broken_uncertainty(0.0, 0.2, 3) == pytest.approx(0.0002)
+    assert tie_broken_uncertainty(0.5, 0.3, 2) == pytest.approx(0.999 * 0.5 + 0.0003)
+    assert tie_broken_uncertainty(1.0, 1.0, 1) == pytest.approx(1.0)
+    assert tie_broken_uncertainty(0.0, 0.0, 3) == TIE_FLOOR  # nuclei: never exactly 0
+    assert tie_broken_uncertainty(0.0, 0.0, 0) == 0.0  # nothing predicted: may be 0
+
+
+def test_tie_broken_uncertainty_orders_ties_by_entropy_keeps_other_order() -> None:
+
+    tied = [tie_broken_uncertainty(0.0, h, 5) for h in (0.05, 0.3, 0.1)]
+    assert np.argsort(tied).tolist() == [0, 2, 1]
+    # a disagreement gap larger than 0.001 is never reversed by the entropy
+    assert tie_broken_uncertainty(0.002, 0.0, 5) > tie_broken_uncertainty(0.0, 1.0, 5)

@@ -168,7 +168,7 @@ def test_image_summary_hand_case() -> None:
     assert summary.mean_entropy == pytest.approx(5 / 41)
     assert summary.mean_stability == pytest.approx(0.65)
     assert summary.predicted_quality == pytest.approx(0.55)
-    assert summary.uncertainty == pytest.approx(0.45)
+    assert summary.uncertainty == pytest.approx(0.999 * 0.45 + 0.001 * 5 / 41)  # ties: entropy
     assert summary.n_flagged == 1 and summary.fraction_flagged == 0.5
     assert summary.needs_review
     assert len(summary.reasons) == 2
@@ -221,3 +221,14 @@ def test_many_nuclei_large_image() -> None:
     maps = {k: np.random.default_rng(0).random((1024, 1024), np.float32) for k in _maps()}
     records, summary = analyse_segmentation(labels, maps, labels > 0, samples)
     assert len(records) == summary.n_nuclei > 1000
+
+
+def test_image_summary_agreeing_samples_not_exactly_zero() -> None:
+    """Three identical samples (full agreement) still give a positive image uncertainty."""
+    labels = _final()
+    maps = _maps()
+    _, summary = analyse_segmentation(labels, maps, labels > 0, [labels] * 3)
+    assert summary.predicted_quality == 1.0
+    # mean entropy over the 41 foreground pixels: 5 / 41; uncertainty = 0.001 * 5 / 41
+    assert summary.uncertainty == pytest.approx(0.001 * 5 / 41)
+    assert summary.uncertainty > 0.0

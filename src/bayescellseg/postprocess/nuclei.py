@@ -19,9 +19,11 @@ Scores (all in [0, 1], higher = less trustworthy):
   segmentation against the final one (matches at IoU > 0.5, 0.55, ..., 0.95). It is the score the
   final segmentation would get if a typical sample were the truth, i.e. an expected DSB score
   from sample agreement, and also penalises nuclei that appear only in samples.
-* **Image uncertainty** = ``1 - predicted quality`` with samples; without samples, the mean
-  nucleus uncertainty (or the mean entropy over the predicted foreground when no nucleus was
-  found).
+* **Image uncertainty** = ``1 - predicted quality`` with samples, with ties broken by the mean
+  entropy over the foreground (weight 0.001; never exactly 0 for an image with nuclei: see
+  :func:`~bayescellseg.postprocess.agreement.tie_broken_uncertainty`); without samples, the
+  mean nucleus uncertainty (or the mean entropy over the predicted foreground when no nucleus
+  was found).
 
 Flags (:class:`ReviewThresholds`, stored in a model folder's extras ``review`` and tunable on
 validation images with :mod:`bayescellseg.postprocess.tune`): a nucleus needs review when its
@@ -42,7 +44,11 @@ import numpy as np
 
 from bayescellseg.io.tables import json_safe
 from bayescellseg.metrics.overlaps import best_match_iou, label_index
-from bayescellseg.postprocess.agreement import SampleAgreement, sample_agreement
+from bayescellseg.postprocess.agreement import (
+    SampleAgreement,
+    sample_agreement,
+    tie_broken_uncertainty,
+)
 from bayescellseg.postprocess.review import ReviewThresholds
 
 __all__ = [
@@ -255,7 +261,7 @@ def image_summary(
 
     if agreement is not None:
         quality = agreement.predicted_quality
-        uncertainty = 1.0 - quality
+        uncertainty = tie_broken_uncertainty(1.0 - quality, mean_ent, n)
     else:
         quality = math.nan
         uncertainty = float(np.mean([r.uncertainty for r in records])) if n else mean_ent

@@ -1,0 +1,148 @@
+"""Run a model once over held-out folders and cache what the trust study needs, per image.
+
+For every ``<heldout>/<source>/images/<id>.*`` with ``labels/<id>.tif`` (as written by
+``experiments/heldout_folders.py``) the model predicts once (``Segmenter.predict``, default
+settings, seed 0) and ``<cache>/<source>/<id>.npz`` keeps:
+
+* the Result: ``labels``, the maps (float16), the summary (JSON) and the nucleus table;
+* the truth: DSB and AP50 scores, and per predicted nucleus whether a true nucleus matches it
+  at IoU > 0.5 and its best IoU;
+* the network's bottleneck: per member, the spatial mean and standard deviation of every
+  bottleneck channel (a forward hook on the last encoder block; tiles weighted by area).
+
+Existing files are kept, so an interrupted run resumes. Example::
+
+    nice -n 10 python experiments/trust_cache.py --heldout runs/heldout --cache runs/trust_cache \
+        --num-threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bayescellseg.inference.sampling import members_of
+from bayescellseg.inference.segmenter import Result, Segmenter
+from bayescellseg.io.images import read_image, read_label_image
+from bayescellseg.metrics.matching import match
+from bayescellseg.metrics.segmentation import segmentation_summary
+from bayescellseg.postprocess.nuclei import NUCLEUS_COLUMNS
+
+MAP_NAMES = ("probability", "entropy", "aleatoric", "epistemic", "variance", "contour")
+
+
+class BottleneckStats:
+    """Forward hooks that accumulate per-channel mean and std of each member's bottleneck."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.members = members_of(model)
+        self._handles = []
+        self.reset()
+        for index, member in enumerate(self.members):
+            block = member.encoder.blocks[-1]
+            self._handles.append(block.register_forward_hook(self._hook(index)))
+
+    def reset(self) -> None:
+        """Forget the accumulated statistics."""
+        n = len(self.members)
+        self._sum: list[np.ndarray | None] = [None] * n
+        self._sq: list[np.ndarray | None] = [None] * n
+        self._count = [0.0] * n
+
+    def _hook(self, index: int):
+        def hook(_module, _inputs, output):
+            h = output.detach().float()
+            flat = h.permute(1, 0, 2, 3).reshape(h.shape[1], -1)
+            s, q = flat.sum(1).numpy(), flat.square().sum(1).numpy()
+            self._sum[index] = s if self._sum[index] is None else self._sum[index] + s
+            self._sq[index] = q if self._sq[index] is None else self._sq[index] + q
+            self._count[index] += flat.shape[1]
+
+        return hook
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(members, channels) mean and std of the bottleneck activations."""
+        means = np.stack([s / c for s, c in zip(self._sum, self._count, strict=True)])
+        sq = np.stack([q / c for q, c in zip(self._sq, self._count, strict=True)])
+        return means.astype(np.float32), np.sqrt(np.maximum(sq - means**2, 0)).astype(np.float32)
+
+
+def _nucleus_columns(result: Result) -> dict[str, np.ndarray]:
+    rows = [r.to_dict() for r in result.nuclei]
+    out = {}
+    for name in NUCLEUS_COLUMNS:
+        values = [np.nan if row[name] is None else row[name] for row in rows]
+        out[f"nucleus_{name}"] = np.asarray(values, dtype=np.float64)
+    return out
+
+
+def cache_one(seg: Segmenter, hooks: BottleneckStats, image_path: Path, label_path: Path) -> dict:
+    """Predict one image and return the arrays to save."""
+    image = read_image(image_path)
+    truth = read_label_image(label_path)
+    hooks.reset()
+    start = time.perf_counter()
+    result = seg.predict(image, seed=0)
+    seconds = time.perf_counter() - start
+    b_mean, b_std = hooks.result()
+    scores = segmentation_summary(truth, result.labels).to_dict()
+    m = match(truth, result.labels, thresholds=(0.5,))
+    record_labels = np.array([r.label for r in result.nuclei], dtype=np.int64)
+    if not np.array_equal(np.asarray(m.ids_pred, np.int64), record_labels):
+        raise RuntimeError(f"{image_path}: nucleus ids of the match and the records differ")
+    summary = {**result.summary, "seconds": seconds}
+    arrays = {name: getattr(result, name).astype(np.float16) for name in MAP_NAMES}
+    return {
+        **arrays,
+        "labels": result.labels.astype(np.uint32),
+        **_nucleus_columns(result),
+        "summary_json": np.array(json.dumps(summary)),
+        "truth_json": np.array(json.dumps(scores)),
+        "nucleus_has_match": np.asarray(m.pred_has_match, bool),
+        "nucleus_best_iou": np.asarray(m.pred_best_iou, np.float64),
+        "bottleneck_mean": b_mean,
+        "bottleneck_std": b_std,
+        "image_shape": np.asarray(image.shape),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--heldout", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default bundled)")
+    parser.add_argument("--num-threads", type=int, default=1)
+    parser.add_argument("--sources", nargs="*", default=None, help="default: every subfolder")
+    args = parser.parse_args()
+    torch.set_num_threads(args.num_threads)
+    seg = Segmenter.load(args.model)
+    hooks = BottleneckStats(seg.model)
+    sources = args.sources or sorted(p.name for p in args.heldout.iterdir() if p.is_dir())
+    for source in sources:
+        out = args.cache / source
+        out.mkdir(parents=True, exist_ok=True)
+        images = sorted((args.heldout / source / "images").iterdir())
+        for k, image_path in enumerate(images, 1):
+            target = out / f"{image_path.stem}.npz"
+            if target.exists():
+                continue
+            label_path = args.heldout / source / "labels" / f"{image_path.stem}.tif"
+            arrays = cache_one(seg, hooks, image_path, label_path)
+            partial = target.with_suffix(".partial.npz")
+            np.savez_compressed(partial, **arrays)
+            partial.rename(target)
+            truth = json.loads(str(arrays["truth_json"]))
+            print(f"[{source} {k}/{len(images)}] {image_path.stem[:16]}: DSB {truth['dsb']:.3f}",
+                  flush=True)  # fmt: skip
+    info = {"model": str(seg.source), "heldout": str(args.heldout), "seed": 0,
+            "n_samples_effective": seg.n_samples(None)}  # fmt: skip
+    (args.cache / "cache_info.json").write_text(json.dumps(info, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
