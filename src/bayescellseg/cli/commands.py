@@ -13,6 +13,7 @@ from pathlib import Path
 from bayescellseg.cli.console import console
 from bayescellseg.evaluation.calibration_report import format_calibration
 from bayescellseg.evaluation.run import EvaluateOptions
+from bayescellseg.inference.arguments import DEFAULT_DIAMETER
 from bayescellseg.inference.segmenter import Segmenter
 from bayescellseg.io.check import format_reports
 from bayescellseg.pipelines.calibrate import CalibrateOptions, calibrate_model
@@ -27,8 +28,8 @@ PRECISION_HELP = (
 )
 DIAMETER_HELP = (
     "typical nucleus diameter in pixels: the image is resized so its nuclei match the "
-    "model's training size; 'auto' estimates it per image and resizes only images outside "
-    "the size range the model handles (default: no resizing)"
+    "model's training size; 'auto' (the default) estimates it per image and resizes only "
+    "images outside the size range the model handles; 'none': no resizing"
 )
 
 
@@ -167,7 +168,7 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> None:
         help="finish an interrupted batch in --out: keep images whose outputs are complete, "
         "redo the others (same model and options)",
     )
-    pr.add_argument("--diameter", default=None, help=DIAMETER_HELP)
+    pr.add_argument("--diameter", default=DEFAULT_DIAMETER, help=DIAMETER_HELP)
     _add_common(pr)
     pr.set_defaults(func=_cmd_predict)
 
@@ -191,7 +192,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--out", type=Path, required=True, help="report folder")
     ev.add_argument("--overwrite", action="store_true")
-    ev.add_argument("--diameter", default=None, help=DIAMETER_HELP + " (with --model)")
+    ev.add_argument("--diameter", default=DEFAULT_DIAMETER, help=DIAMETER_HELP + " (with --model)")
     _add_common(ev)
     ev.set_defaults(func=_cmd_evaluate)
 

@@ -29,6 +29,7 @@ from bayescellseg.evaluation.gallery import TopK, render_panels
 from bayescellseg.evaluation.report import build_content, figures
 from bayescellseg.evaluation.scoring import PER_IMAGE_COLUMNS, Evaluator, ImageRecord
 from bayescellseg.evaluation.sources import EvalItem, Failure
+from bayescellseg.inference.arguments import DEFAULT_DIAMETER
 from bayescellseg.io.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from bayescellseg.progress import NoProgress, Progress
 from bayescellseg.report.html import GalleryEntry, render_report
@@ -51,8 +52,8 @@ class EvaluateOptions:
         max_pixels_per_image: Pixels per image kept for the pooled pixel uncertainty metrics.
         n_gallery: Images shown in each report gallery (most uncertain, worst).
         overwrite: Replace existing report files.
-        diameter: With a model: typical nucleus diameter in pixels, ``"auto"`` or None
-            (see :meth:`~bayescellseg.inference.segmenter.Segmenter.predict`).
+        diameter: With a model: typical nucleus diameter in pixels, ``"auto"`` (the
+            default) or None (see :meth:`~bayescellseg.inference.segmenter.Segmenter.predict`).
         precision: With a model: precision of the network's forward pass (None: the
             Segmenter's own; see :mod:`bayescellseg.inference.precision`).
         split: With a model: ``"val"`` or ``"train"`` keeps only that part of the model's split
@@ -66,7 +67,7 @@ class EvaluateOptions:
     max_pixels_per_image: int = 10_000
     n_gallery: int = 4
     overwrite: bool = False
-    diameter: float | str | None = None
+    diameter: float | str | None = DEFAULT_DIAMETER
     precision: str | None = None
     split: str | None = None
     n_samples: int | None = None

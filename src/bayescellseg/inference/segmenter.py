@@ -30,6 +30,7 @@ from bayescellseg.data.normalize import normalize
 from bayescellseg.data.sizes import median_diameter
 from bayescellseg.errors import InputError
 from bayescellseg.inference.arguments import (
+    DEFAULT_DIAMETER,
     PredictSettings,
     as_float_rgb,
     checked_number,
@@ -204,15 +205,16 @@ class Segmenter:
         """Check a ``diameter`` argument of :meth:`predict` before a batch starts.
 
         Returns:
-            None, ``"auto"`` or the diameter as a float.
+            None (no resizing), ``"auto"`` or the diameter as a float. ``"auto"`` is None for a
+            model that records no ``nucleus_diameter``: there is no size to resize to.
 
         Raises:
-            InputError: Not ``"auto"`` or a positive number, or the model records no
-                ``nucleus_diameter``.
+            InputError: Not ``"auto"``, ``"none"`` or a positive number, or a number for a
+                model that records no ``nucleus_diameter``.
         """
-        if diameter is None:
+        diameter = None if diameter is None else diameter_argument(diameter)
+        if diameter is None or (diameter == "auto" and self.nucleus_diameter is None):
             return None
-        diameter = diameter_argument(diameter)
         if self.nucleus_diameter is None:
             raise InputError(
                 self.source or "model",
@@ -350,7 +352,7 @@ class Segmenter:
         tta: bool = False,
         seed: int = 0,
         tile_size: int = 512,
-        diameter: float | str | None = None,
+        diameter: float | str | None = DEFAULT_DIAMETER,
         precision: str | None = None,
     ) -> Result:
         """Segment nuclei and measure uncertainty: :meth:`predict_maps`, then :meth:`segment`.
@@ -371,7 +373,8 @@ class Segmenter:
                 segmentations at full scale and, for large nuclei, on the image shrunk by 2 and 4
                 (:data:`~bayescellseg.inference.rescale.AUTO_PROBES`), and resizes only when it
                 is off by more than :data:`~bayescellseg.inference.rescale.AUTO_RANGE`, to the
-                nearer end of that range. None: no resizing.
+                nearer end of that range (the default; a model without ``nucleus_diameter`` is
+                never resized). None: no resizing.
             precision: Precision of the network's forward pass (None: the Segmenter's
                 default); the sigmoid and every moment stay in float32.
 
@@ -381,7 +384,7 @@ class Segmenter:
             factor used; ``precision``: the concrete precision of the forward pass).
 
         Raises:
-            InputError: A bad image, a bad ``diameter``, a ``diameter`` for a model that
+            InputError: A bad image, a bad ``diameter``, a number of pixels for a model that
                 recorded no ``nucleus_diameter``, or an unsupported ``precision``.
         """
         settings = PredictSettings(n_samples, tta, seed, tile_size, diameter, precision)

@@ -194,6 +194,7 @@ def collect_predictions(
         n_samples=options.n_samples,
         seed=options.seed,
         tile_size=options.tile_size,
+        diameter=None,  # the raw logits of the fit exist on the image's own grid only
         keep_logits=True,
     )
     out = Collected()

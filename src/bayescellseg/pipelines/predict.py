@@ -38,6 +38,7 @@ import torch
 
 from bayescellseg import __version__
 from bayescellseg.errors import InputError, OutputError
+from bayescellseg.inference.arguments import DEFAULT_DIAMETER
 from bayescellseg.inference.segmenter import PredictSettings, Segmenter
 from bayescellseg.io.atomic import write_json_atomic, write_text_atomic
 from bayescellseg.pipelines import outdir, resume
@@ -67,7 +68,7 @@ class PredictOptions:
         tile_size: Images larger than this are processed in overlapping tiles.
         overwrite: Replace existing output files.
         seed: Seed of the stochastic samples.
-        diameter: Typical nucleus diameter in pixels, ``"auto"`` or None (see
+        diameter: Typical nucleus diameter in pixels, ``"auto"`` (the default) or None (see
             :meth:`~bayescellseg.inference.segmenter.Segmenter.predict`).
         resume: Finish an interrupted batch in the same output folder: keep the images whose
             outputs are complete, redo the others (same model and options required).
@@ -80,7 +81,7 @@ class PredictOptions:
     tile_size: int = 512
     overwrite: bool = False
     seed: int = 0
-    diameter: float | str | None = None
+    diameter: float | str | None = DEFAULT_DIAMETER
     resume: bool = False
     precision: str | None = None
 

@@ -55,7 +55,7 @@ def validation_segmenter(
 
 def _predict(segmenter: Segmenter, image: np.ndarray) -> Result:
     """One validation image through the prediction path, sampling off, no stability."""
-    maps = segmenter.predict_maps(image, PredictSettings(n_samples=0))
+    maps = segmenter.predict_maps(image, PredictSettings(n_samples=0, diameter=None))
     return segmenter.segment(maps, stability=False)
 
 
