@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayescellseg.inference.segmenter import Result
+from dataclasses import replace
+
+from bayescellseg.inference.result import PredictionInfo, Result
 from bayescellseg.postprocess.nuclei import analyse_segmentation
 
 
@@ -36,5 +38,18 @@ def two_nucleus_result(samples: bool = True) -> Result:
         contour=zeros,
         labels=labels,
         nuclei=records,
-        summary=summary.to_dict(),
+        summary=summary,
+        info=PredictionInfo(n_samples=2 if samples else 1, tta=False, diameter=None, scale=1.0,
+                            precision="fp32"),  # fmt: skip
+    )
+
+
+def empty_result(result: Result) -> Result:
+    """``result`` with all maps zero, no nuclei and a sample-agreement quality of 1."""
+    return replace(
+        result,
+        **{k: np.zeros_like(v) for k, v in result.maps().items()},
+        labels=np.zeros_like(result.labels),
+        nuclei=[],
+        summary=replace(result.summary, n_nuclei=0, predicted_quality=1.0),
     )

@@ -13,7 +13,7 @@ from bayescellseg.trust.features import (
     image_features,
     nucleus_features,
 )
-from tests.trust.results import two_nucleus_result
+from tests.trust.results import empty_result, two_nucleus_result
 
 
 def test_image_features_hand_values() -> None:
@@ -23,7 +23,7 @@ def test_image_features_hand_values() -> None:
     assert f["mean_stability"] == pytest.approx(0.75)
     assert f["area_weighted_stability"] == pytest.approx((25 * 0.5 + 16 * 1.0) / 41)
     assert f["fraction_unstable"] == pytest.approx(0.5)  # 0.5 < 0.7
-    assert f["predicted_quality"] == pytest.approx(result.summary["predicted_quality"])
+    assert f["predicted_quality"] == pytest.approx(result.summary.predicted_quality)
     assert f["mean_entropy_fg"] == pytest.approx(5 / 41)
     assert f["uncertain_fg_fraction"] == pytest.approx(5 / 41)
     assert f["mean_entropy_all"] == pytest.approx(5 / 400)
@@ -59,11 +59,6 @@ def test_nucleus_features_rows() -> None:
 
 def test_empty_result_gives_finite_features() -> None:
     result = two_nucleus_result()
-    empty = type(result)(
-        **{k: np.zeros_like(v) for k, v in result.maps().items()},
-        labels=np.zeros_like(result.labels),
-        nuclei=[],
-        summary={"predicted_quality": 1.0},
-    )
+    empty = empty_result(result)
     assert np.all(np.isfinite(image_features(empty)))
     assert nucleus_features(empty).shape == (0, len(NUCLEUS_FEATURES))

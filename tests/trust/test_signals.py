@@ -11,7 +11,7 @@ import pytest
 from bayescellseg.trust.features import image_features, nucleus_features
 from bayescellseg.trust.fit import fit_trust
 from bayescellseg.trust.signals import SUMMARY_COLUMNS, trust_signals
-from tests.trust.results import two_nucleus_result
+from tests.trust.results import empty_result, two_nucleus_result
 from tests.trust.synthetic_data import synthetic_trust_data
 
 
@@ -62,8 +62,7 @@ def test_review_rule_reason() -> None:
 
 def test_no_nuclei_gives_empty_p_correct() -> None:
     result = two_nucleus_result()
-    empty = type(result)(**result.maps(), labels=np.zeros_like(result.labels), nuclei=[],
-                         summary={"predicted_quality": 1.0})  # fmt: skip
+    empty = empty_result(result)
     signals = trust_signals(empty, _trust())
     assert signals.p_correct.shape == (0,) and signals.nucleus_needs_review.shape == (0,)
 

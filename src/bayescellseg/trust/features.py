@@ -1,6 +1,6 @@
 """Feature vectors of one prediction, for the trust models (predicted score, OOD, ``p_correct``).
 
-Everything is computed from a :class:`~bayescellseg.inference.segmenter.Result` alone (its maps,
+Everything is computed from a :class:`~bayescellseg.inference.result.Result` alone (its maps,
 labels, nucleus records and summary), so the same features come out of ``predict`` and of the
 experiments that fit the models. Without stochastic samples (a single deterministic network)
 the stability-based features fall back to ``1 - mean entropy``, as the nucleus uncertainty does.
@@ -9,9 +9,11 @@ the stability-based features fall back to ``1 - mean entropy``, as the nucleus u
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
+
+from bayescellseg.postprocess.nuclei import ImageSummary, NucleusRecord
 
 IMAGE_FEATURES: tuple[str, ...] = (
     "predicted_quality",
@@ -59,8 +61,8 @@ class ResultLike(Protocol):
     entropy: np.ndarray
     epistemic: np.ndarray
     labels: np.ndarray
-    nuclei: list
-    summary: dict[str, Any]
+    nuclei: list[NucleusRecord]
+    summary: ImageSummary
 
 
 def _stability(result: ResultLike) -> np.ndarray:
@@ -75,9 +77,9 @@ def _log_median_area(areas: np.ndarray) -> float:
 
 
 def _quality(result: ResultLike, stability: np.ndarray) -> float:
-    q = result.summary.get("predicted_quality")
-    if q is not None and math.isfinite(float(q)):
-        return float(q)
+    q = float(result.summary.predicted_quality)
+    if math.isfinite(q):
+        return q
     return float(stability.mean()) if stability.size else 0.0
 
 
