@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import replace
+
+import numpy as np
 
 from bayescellseg.inference.result import PredictionInfo, Result
 from bayescellseg.postprocess.nuclei import analyse_segmentation
@@ -39,8 +39,9 @@ def two_nucleus_result(samples: bool = True) -> Result:
         labels=labels,
         nuclei=records,
         summary=summary,
-        info=PredictionInfo(n_samples=2 if samples else 1, tta=False, diameter=None, scale=1.0,
-                            precision="fp32"),  # fmt: skip
+        info=PredictionInfo(
+            n_samples=2 if samples else 1, tta=False, diameter=None, scale=1.0, precision="fp32"
+        ),  # fmt: skip
     )
 
 
