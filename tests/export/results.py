@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayescellseg.inference.segmenter import Result
+from bayescellseg.inference.result import PredictionInfo, Result
 from bayescellseg.postprocess.nuclei import ReviewThresholds, analyse_segmentation
 from tests.synthetic import synthetic_labels
 
@@ -36,7 +36,8 @@ def synthetic_result(
         contour=zeros,
         labels=labels,
         nuclei=records,
-        summary=summary.to_dict(),
+        summary=summary,
+        info=PredictionInfo(n_samples=1, tta=False, diameter=None, scale=1.0, precision="fp32"),
     )
     image = (np.where(labels > 0, 3000, 200) + labels * 10).astype(np.uint16)
     return result, image

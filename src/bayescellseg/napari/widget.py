@@ -86,5 +86,5 @@ def segment_nuclei(
     placement = {"scale": tuple(image.scale[-2:]), "translate": tuple(image.translate[-2:])}
     layers = segmentation_layers(result.labels, rows, maps, image.name, placement)
     for _, meta, _ in layers:
-        meta["metadata"] = {"pixel_size_um": pixel_size, "summary": dict(result.summary)}
+        meta["metadata"] = {"pixel_size_um": pixel_size, "summary": result.summary_dict()}
     return layers
