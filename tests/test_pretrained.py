@@ -51,7 +51,8 @@ def test_bundled_model_segments_a_validation_sample(segmenter: Segmenter) -> Non
 
 
 def test_diameter_restores_accuracy_on_an_enlarged_image(segmenter) -> None:
-    """Nuclei twice the training size split into pieces; --diameter shrinks them back first."""
+    """Nuclei twice the training size split into pieces unless the image is shrunk first: by
+    default (``diameter="auto"``) or with the diameter given."""
     from skimage.transform import resize
 
     from bayescellseg.data.sizes import median_diameter
@@ -62,11 +63,15 @@ def test_diameter_restores_accuracy_on_an_enlarged_image(segmenter) -> None:
     image = resize(sample.image, shape, order=1, preserve_range=True).astype(sample.image.dtype)
     truth = resize(sample.labels, shape, order=0, preserve_range=True).astype(sample.labels.dtype)
     native = dsb_score(sample.labels, segmenter.predict(sample.image, n_samples=0).labels)
-    plain = dsb_score(truth, segmenter.predict(image, n_samples=0).labels)
+    plain = dsb_score(truth, segmenter.predict(image, n_samples=0, diameter=None).labels)
+    default = segmenter.predict(image, n_samples=0)  # diameter="auto"
     given = segmenter.predict(image, n_samples=0, diameter=median_diameter([truth]))
     assert given.labels.shape == shape and given.info.scale < 0.5
-    assert dsb_score(truth, given.labels) > plain + 0.2  # measured: 0.118 -> 0.448
-    assert dsb_score(truth, given.labels) > native - 0.05  # native 0.305
+    assert default.labels.shape == shape and default.info.scale < 0.5
+    # measured (bf16): no resizing 0.043, the default "auto" 0.231, the true diameter 0.412
+    assert dsb_score(truth, default.labels) > plain + 0.15
+    assert dsb_score(truth, given.labels) > plain + 0.3
+    assert dsb_score(truth, given.labels) > native - 0.05  # native 0.240
 
 
 def test_bundled_trust_models_fitted_on_held_out_images(segmenter: Segmenter) -> None:
