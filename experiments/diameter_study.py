@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 from skimage.transform import resize
 
+from bayescellseg.data.selection import select_refs
 from bayescellseg.data.sizes import median_diameter
-from bayescellseg.data.split import load_split
-from bayescellseg.evaluation.sources import select_samples
 from bayescellseg.inference import rescale
 from bayescellseg.inference.segmenter import Segmenter
 from bayescellseg.metrics.matching import dsb_score
@@ -44,7 +43,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--limit", type=int, default=40, help="first N validation images")
+    parser.add_argument(
+        "--limit", type=int, default=40, help="first N validation images (of the model's split)"
+    )
     parser.add_argument("--factors", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--samples", type=int, default=0, help="T (default 0: one pass)")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
@@ -57,7 +58,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     seg = Segmenter.load(args.model)
-    refs = select_samples(args.data, set(load_split()["val"]), args.limit)
+    training = seg.extras.get("training") or {}
+    refs = select_refs(args.data, "val", seg.source, training, limit=args.limit)
     print(f"model {args.model} (nucleus_diameter {seg.nucleus_diameter} px), "
           f"{len(refs)} validation images, T = {args.samples}\n")  # fmt: skip
     print("| image factor | diameter | mean DSB | mean scale used | s / image |")

@@ -2,15 +2,18 @@
 
 For every ``<heldout>/<source>/images/<id>.*`` with ``labels/<id>.tif`` (as written by
 ``experiments/heldout_folders.py``) the model predicts once (``Segmenter.predict``, default
-settings, seed 0) and ``<cache>/<source>/<id>.npz`` keeps:
+settings but ``--diameter``, seed 0) and ``<cache>/<source>/<id>.npz`` keeps:
 
-* the Result: ``labels``, the maps (float16), the summary (JSON) and the nucleus table;
+* the Result: ``labels``, the maps (float16), the summary and prediction info (JSON,
+  ``Result.summary_dict()``) and the nucleus table;
 * the truth: DSB and AP50 scores, and per predicted nucleus whether a true nucleus matches it
   at IoU > 0.5 and its best IoU;
 * the network's bottleneck: per member, the spatial mean and standard deviation of every
   bottleneck channel (a forward hook on the last encoder block; tiles weighted by area).
 
-Existing files are kept, so an interrupted run resumes. Example::
+Existing files are kept, so an interrupted run resumes. The shipped ``trust.json`` was fitted on
+a cache made with no resizing (``--diameter none``, the default here; the library's predict
+default became ``auto`` later). Example::
 
     nice -n 10 python experiments/trust_cache.py --heldout runs/heldout --cache runs/trust_cache \
         --num-threads 1
@@ -26,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bayescellseg.inference.result import Result
 from bayescellseg.inference.sampling import members_of
-from bayescellseg.inference.segmenter import Result, Segmenter
+from bayescellseg.inference.segmenter import Segmenter
 from bayescellseg.io.images import read_image, read_label_image
 from bayescellseg.metrics.matching import match
 from bayescellseg.metrics.segmentation import segmentation_summary
@@ -81,13 +85,19 @@ def _nucleus_columns(result: Result) -> dict[str, np.ndarray]:
     return out
 
 
-def cache_one(seg: Segmenter, hooks: BottleneckStats, image_path: Path, label_path: Path) -> dict:
-    """Predict one image and return the arrays to save."""
+def cache_one(
+    seg: Segmenter,
+    hooks: BottleneckStats,
+    image_path: Path,
+    label_path: Path,
+    diameter: float | str | None = None,
+) -> dict:
+    """Predict one image (``diameter`` as :meth:`Segmenter.predict`) and return the arrays."""
     image = read_image(image_path)
     truth = read_label_image(label_path)
     hooks.reset()
     start = time.perf_counter()
-    result = seg.predict(image, seed=0)
+    result = seg.predict(image, seed=0, diameter=diameter)
     seconds = time.perf_counter() - start
     b_mean, b_std = hooks.result()
     scores = segmentation_summary(truth, result.labels).to_dict()
@@ -95,7 +105,7 @@ def cache_one(seg: Segmenter, hooks: BottleneckStats, image_path: Path, label_pa
     record_labels = np.array([r.label for r in result.nuclei], dtype=np.int64)
     if not np.array_equal(np.asarray(m.ids_pred, np.int64), record_labels):
         raise RuntimeError(f"{image_path}: nucleus ids of the match and the records differ")
-    summary = {**result.summary, "seconds": seconds}
+    summary = {**result.summary_dict(), "seconds": seconds}
     arrays = {name: getattr(result, name).astype(np.float16) for name in MAP_NAMES}
     return {
         **arrays,
@@ -111,6 +121,11 @@ def cache_one(seg: Segmenter, hooks: BottleneckStats, image_path: Path, label_pa
     }
 
 
+def _diameter(text: str) -> float | str | None:
+    """``--diameter``: ``none`` -> None, ``auto`` stays, else a number of pixels."""
+    return None if text == "none" else text if text == "auto" else float(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heldout", type=Path, required=True)
@@ -118,7 +133,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="model folder (default bundled)")
     parser.add_argument("--num-threads", type=int, default=1)
     parser.add_argument("--sources", nargs="*", default=None, help="default: every subfolder")
+    parser.add_argument("--diameter", default="none",
+                        help="'none' (no resizing, as the shipped fit), 'auto' or pixels")  # fmt: skip
     args = parser.parse_args()
+    diameter = _diameter(args.diameter)
     torch.set_num_threads(args.num_threads)
     seg = Segmenter.load(args.model)
     hooks = BottleneckStats(seg.model)
@@ -132,7 +150,7 @@ def main() -> None:
             if target.exists():
                 continue
             label_path = args.heldout / source / "labels" / f"{image_path.stem}.tif"
-            arrays = cache_one(seg, hooks, image_path, label_path)
+            arrays = cache_one(seg, hooks, image_path, label_path, diameter)
             partial = target.with_suffix(".partial.npz")
             np.savez_compressed(partial, **arrays)
             partial.rename(target)
@@ -140,7 +158,7 @@ def main() -> None:
             print(f"[{source} {k}/{len(images)}] {image_path.stem[:16]}: DSB {truth['dsb']:.3f}",
                   flush=True)  # fmt: skip
     info = {"model": str(seg.source), "heldout": str(args.heldout), "seed": 0,
-            "n_samples_effective": seg.n_samples(None)}  # fmt: skip
+            "n_samples_effective": seg.n_samples(None), "diameter": diameter}  # fmt: skip
     (args.cache / "cache_info.json").write_text(json.dumps(info, indent=1) + "\n")
 
 

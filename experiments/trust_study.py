@@ -22,16 +22,17 @@ fits on all images and writes ``trust.json`` into the model folder. Example::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from bayescellseg.inference.segmenter import Result
+from bayescellseg.inference.result import PredictionInfo, Result
 from bayescellseg.metrics.uncertainty import auroc
 from bayescellseg.postprocess.agreement import tie_broken_uncertainty
-from bayescellseg.postprocess.nuclei import NUCLEUS_COLUMNS, NucleusRecord
+from bayescellseg.postprocess.nuclei import NUCLEUS_COLUMNS, ImageSummary, NucleusRecord
 from bayescellseg.trust.conformal import conformal_quantile, conformal_selection
 from bayescellseg.trust.features import image_features, nucleus_features
 from bayescellseg.trust.fit import (
@@ -61,9 +62,21 @@ MAPS = ("probability", "entropy", "aleatoric", "epistemic", "variance", "contour
 INT_COLUMNS = ("label", "area")
 
 
+def _summary_and_info(stored: dict) -> tuple[ImageSummary, PredictionInfo]:
+    """The ImageSummary and PredictionInfo of a cached ``summary_json`` (None: NaN)."""
+    values = {f.name: stored[f.name] for f in dataclasses.fields(ImageSummary)}
+    values = {k: float("nan") if v is None else tuple(v) if k == "reasons" else v
+              for k, v in values.items()}  # fmt: skip
+    info = PredictionInfo(n_samples=stored["n_samples"], tta=stored.get("tta", False),
+                          diameter=stored.get("diameter"), scale=stored.get("scale", 1.0),
+                          precision=stored.get("precision", "fp32"))  # fmt: skip
+    return ImageSummary(**values), info
+
+
 def load_result(path: Path) -> tuple[Result, dict, np.ndarray, dict]:
     """The cached Result, truth scores, nucleus match flags and extras of one image."""
     d = np.load(path)
+    summary, info = _summary_and_info(json.loads(str(d["summary_json"])))
     records = []
     for i in range(d["nucleus_label"].size):
         values = {c: d[f"nucleus_{c}"][i] for c in NUCLEUS_COLUMNS}
@@ -74,7 +87,8 @@ def load_result(path: Path) -> tuple[Result, dict, np.ndarray, dict]:
         **{m: d[m].astype(np.float32) for m in MAPS},
         labels=d["labels"],
         nuclei=records,
-        summary=json.loads(str(d["summary_json"])),
+        summary=summary,
+        info=info,
     )
     extras = {"bottleneck": np.concatenate([d["bottleneck_mean"].mean(0),
                                             d["bottleneck_std"].mean(0)])}  # fmt: skip
@@ -103,7 +117,7 @@ def load_cache(cache: Path) -> tuple[TrustData, dict[str, np.ndarray]]:
             nx.append(nuc)
             nimg.append(np.full(len(nuc), index))
             ncorr.append(has_match)
-            s = result.summary
+            s = result.summary_dict()
             base["predicted_quality"].append(s["predicted_quality"])
             base["uncertainty"].append(s["uncertainty"])
             base["nucleus_uncertainty"].append([r.uncertainty for r in result.nuclei])

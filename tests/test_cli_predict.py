@@ -63,7 +63,7 @@ def test_cli_predict_diameter(tmp_path, capsys) -> None:
     assert (
         main([*args, "--model", str(sized), "--out", str(tmp_path / "b"), "--diameter", "x"]) == 2
     )
-    assert "--diameter: expected 'auto' or pixels, got 'x'" in capsys.readouterr().err
+    assert "--diameter: expected a number with an optional unit, got 'x'" in capsys.readouterr().err
     assert (
         main([*args, "--model", str(sized), "--out", str(tmp_path / "c"), "--diameter", "9"]) == 0
     )

@@ -151,10 +151,9 @@ def test_overlay_colour_scale_is_centred_on_the_review_threshold(tmp_path) -> No
     one at zero uncertainty in its green end."""
     from matplotlib import colormaps
 
+    from bayescellseg.export import ExportOptions, write_exports
     from bayescellseg.inference.result import PredictionInfo, Result
-    from bayescellseg.pipelines.outputs import write_outputs
     from bayescellseg.postprocess.nuclei import ImageSummary, NucleusRecord
-    from bayescellseg.prediction_folder import output_paths
 
     labels = np.zeros((40, 40), np.uint32)
     labels[5:15, 5:15] = 1
@@ -169,9 +168,9 @@ def test_overlay_colour_scale_is_centred_on_the_review_threshold(tmp_path) -> No
     info = PredictionInfo(n_samples=2, tta=False, diameter=None, scale=1.0, precision="fp32")
     nuclei = [record(1, 0.0), record(2, 0.05)]
     result = Result(**maps, contour=zeros, labels=labels, nuclei=nuclei, summary=summary, info=info)
-    paths = output_paths(tmp_path, "x")
-    write_outputs(paths, zeros, result, {}, overwrite=False, review_threshold=0.05)
-    overlay = np.asarray(Image.open(paths["overlay"]))
+    options = ExportOptions(save=frozenset({"overlay"}), review_threshold=0.05)
+    (path,) = write_exports(result, zeros, "x", tmp_path, options)
+    overlay = np.asarray(Image.open(path))
     cmap = colormaps["RdYlGn_r"]
     assert tuple(overlay[5, 10]) == tuple(cmap(0.0, bytes=True)[:3])  # green end
     assert tuple(overlay[25, 30]) == tuple(cmap(0.5, bytes=True)[:3])  # middle: the threshold

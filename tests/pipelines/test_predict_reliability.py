@@ -243,7 +243,7 @@ def test_case10_skipped_entries_and_own_outputs_are_reported(model_dir, tmp_path
 
 
 def test_case11_internal_error_exit_code_3_with_log(tmp_path, monkeypatch, capsys) -> None:
-    import bayescellseg.cli.commands as commands
+    import bayescellseg.cli.predict as commands
 
     def bug(*args, **kwargs):
         raise KeyError("a bug")

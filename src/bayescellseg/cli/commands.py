@@ -70,6 +70,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         n_samples=args.samples,
         tta=args.tta,
         limit=args.limit,
+        min_quality=args.min_quality,
+        review_alpha=args.review_alpha,
+        review_fraction=args.review_fraction,
     )
     if args.pred is not None:
         if args.model is not None or args.data:
@@ -173,6 +176,17 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=_cmd_predict)
 
 
+def _open_unit_interval(text: str) -> float:
+    """argparse type: a share in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
 def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     """The ``evaluate`` subcommand."""
     ev = sub.add_parser(
@@ -193,6 +207,15 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", type=Path, required=True, help="report folder")
     ev.add_argument("--overwrite", action="store_true")
     ev.add_argument("--diameter", default=DEFAULT_DIAMETER, help=DIAMETER_HELP + " (with --model)")
+    ev.add_argument(
+        "--min-quality", type=_score_in_unit_interval, default=None,
+        help="check the trust review rule: of the images it leaves unflagged, the share with a "
+        "true DSB score >= this (needs the model's trust.json)",
+    )  # fmt: skip
+    ev.add_argument("--review-alpha", type=_open_unit_interval, default=0.1,
+                    help="the rule's allowed share below --min-quality (default 0.1)")  # fmt: skip
+    ev.add_argument("--review-fraction", type=_open_unit_interval, default=0.2,
+                    help="review budget whose oracle-gain share is measured (default 0.2)")  # fmt: skip
     _add_common(ev)
     ev.set_defaults(func=_cmd_evaluate)
 

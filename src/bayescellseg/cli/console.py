@@ -16,13 +16,20 @@ from tqdm import tqdm
 
 #: Library parameter name -> the CLI flag that sets it.
 FLAGS = {
+    "channel": "--channel",
+    "channels": "--channels",
     "device": "--device",
     "diameter": "--diameter",
     "limit": "--limit",
+    "min_quality": "--min-quality",
     "n_samples": "--samples",
     "overwrite": "--overwrite",
+    "pixel_size": "--pixel-size",
     "precision": "--precision",
     "resume": "--resume",
+    "review_alpha": "--review-alpha",
+    "review_fraction": "--review-fraction",
+    "save": "--save",
     "split": "--split",
     "tile_size": "--tile",
 }

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from bayescellseg.evaluation.scoring import (
-    PER_IMAGE_COLUMNS,
     Evaluator,
     ImageRecord,
     nucleus_arrays,
+    per_image_columns,
     retention,
 )
 from bayescellseg.evaluation.sources import UNCERTAINTY_MAPS
@@ -187,10 +187,11 @@ def build_content(
     groups = _groups(metrics)
     tables = [_segmentation_table(groups), _calibration_table(groups), _pixel_table(metrics),
               _nucleus_image_table(groups)]  # fmt: skip
+    columns = per_image_columns(records)
     details = Table(
         "Per-image scores (sorted by DSB score, worst first)",
-        PER_IMAGE_COLUMNS,
-        tuple(tuple(r.row[k] for k in PER_IMAGE_COLUMNS)
+        columns,
+        tuple(tuple(r.row.get(k) for k in columns)
               for r in sorted(records, key=lambda r: r.row["dsb"])),
     )  # fmt: skip
     return ReportContent(

@@ -1,10 +1,12 @@
 """The report folder of an evaluation: stream the items through the scoring, write the files.
 
 The runs themselves (predict a dataset, or read a prediction folder) are in
-:mod:`bayescellseg.pipelines.evaluate`. Report folder contents: ``metrics.json`` (overall, per dataset, out-of-distribution summary,
+:mod:`bayescellseg.pipelines.evaluate`. Report folder contents: ``metrics.json`` (overall, per
+dataset, out-of-distribution summary, the trust signals against truth under ``"trust"``,
 missing files), ``per_image.csv``, ``evaluate_config.json`` (what was run), the figures
 ``reliability.png``, ``retention.png``, ``uncertainty_vs_score.png``, ``roc_pixel.png``,
-``roc_nucleus.png``, and ``report.html`` (self-contained). Every file is written atomically; an
+``roc_nucleus.png`` (and, with trust signals, ``trust_scores.png``, ``trust_reliability.png``,
+``trust_ood.png``), and ``report.html`` (self-contained). Every file is written atomically; an
 existing one is refused up-front (before any work) unless ``overwrite`` is set.
 """
 
@@ -17,7 +19,7 @@ import math
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +29,22 @@ from bayescellseg import __version__
 from bayescellseg.errors import InputError
 from bayescellseg.evaluation.gallery import TopK, render_panels
 from bayescellseg.evaluation.report import build_content, figures
-from bayescellseg.evaluation.scoring import PER_IMAGE_COLUMNS, Evaluator, ImageRecord
+from bayescellseg.evaluation.scoring import Evaluator, ImageRecord, per_image_columns
 from bayescellseg.evaluation.sources import EvalItem, Failure
+from bayescellseg.evaluation.trust_report import TRUST_FIGURE_FILES, trust_figures, trust_section
+from bayescellseg.evaluation.trusted import ScoredTrust, TrustRequest, trust_block
 from bayescellseg.inference.arguments import DEFAULT_DIAMETER
 from bayescellseg.io.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from bayescellseg.progress import NoProgress, Progress
 from bayescellseg.report.html import GalleryEntry, render_report
+from bayescellseg.trust.model import TrustModel
 
 log = logging.getLogger(__name__)
 
 REPORT_FILES = ("metrics.json", "per_image.csv", "evaluate_config.json", "report.html")
 FIGURE_FILES = (
     "reliability.png", "retention.png", "uncertainty_vs_score.png", "roc_pixel.png",
-    "roc_nucleus.png",
+    "roc_nucleus.png", *TRUST_FIGURE_FILES,
 )  # fmt: skip
 
 
@@ -61,6 +66,9 @@ class EvaluateOptions:
         n_samples: With a model: stochastic samples T (None: the model's default).
         tta: With a model: cross the samples with the 8 flips / rotations.
         limit: With a model: score only the first N images (sorted IDs) of each dataset.
+        min_quality: Check the trust review rule at this needed DSB score (None: no rule).
+        review_alpha: The rule's allowed share of unflagged images below ``min_quality``.
+        review_fraction: Review budget whose share of the oracle's gain is measured.
     """
 
     seed: int = 0
@@ -73,6 +81,13 @@ class EvaluateOptions:
     n_samples: int | None = None
     tta: bool = False
     limit: int | None = None
+    min_quality: float | None = None
+    review_alpha: float = 0.1
+    review_fraction: float = 0.2
+
+    def trust_request(self, model: TrustModel | None) -> TrustRequest:
+        """What to measure of the trust signals, with the trust models (None: unknown)."""
+        return TrustRequest(model, self.min_quality, self.review_alpha, self.review_fraction)
 
 
 @dataclass
@@ -121,13 +136,25 @@ def _csv_cell(value: Any) -> Any:
 
 
 def per_image_csv(records: Sequence[ImageRecord]) -> str:
-    """``per_image.csv`` text: one row per image, columns :data:`PER_IMAGE_COLUMNS`."""
+    """``per_image.csv`` text: one row per image, columns :func:`per_image_columns`."""
+    columns = per_image_columns(records)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(PER_IMAGE_COLUMNS), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerow({k: _csv_cell(record.row.get(k)) for k in PER_IMAGE_COLUMNS})
+        writer.writerow({k: _csv_cell(record.row.get(k)) for k in columns})
     return buffer.getvalue()
+
+
+def scored_trust(records: Sequence[ImageRecord]) -> list[ScoredTrust]:
+    """The scored images that carry trust signals, beside their truth."""
+    return [
+        ScoredTrust(
+            r.dataset, r.trust, float(r.row["dsb"]), r.nucleus_p_correct, r.nucleus_has_match
+        )  # fmt: skip
+        for r in records
+        if r.trust is not None
+    ]
 
 
 def _entry(item: EvalItem, record: ImageRecord) -> GalleryEntry:
@@ -177,18 +204,31 @@ def consume(
 
 
 def write_report(
-    out_dir: Path, state: RunState, config: dict[str, Any], extra: dict[str, Any], overwrite: bool
+    out_dir: Path,
+    state: RunState,
+    config: dict[str, Any],
+    extra: dict[str, Any],
+    overwrite: bool,
+    trust: TrustRequest | None = None,
 ) -> dict[str, Any]:
-    """Write every report file; return the metrics dict as saved in ``metrics.json``."""
+    """Write every report file; return the metrics dict as saved in ``metrics.json``.
+
+    ``trust``: the trust models and the review rule to measure the images' trust signals with
+    (None: measured without a trust model, so without the review rule and the stated rates).
+    """
     out_dir = Path(out_dir)
-    if not state.evaluator.records:
+    records = state.evaluator.records
+    if not records:
         raise InputError(out_dir, "no image could be scored: " + "; ".join(
             f"{f.id}: {f.problem}" for f in state.failures[:5]))  # fmt: skip
-    metrics = _clean({**state.evaluator.metrics(), **extra,
+    scored = scored_trust(records)
+    block = trust_block(scored, len(records), trust or TrustRequest())
+    metrics = _clean({**state.evaluator.metrics(), "trust": block, **extra,
                       "failures": [vars(f) for f in state.failures]})  # fmt: skip
     figs = figures(state.evaluator)
+    trust_figs = trust_figures(scored, metrics["trust"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, (_, png) in figs.items():
+    for name, (_, png) in {**figs, **trust_figs}.items():
         write_bytes_atomic(out_dir / name, png, overwrite)
     write_text_atomic(out_dir / "per_image.csv", per_image_csv(state.evaluator.records), overwrite)
     write_json_atomic(out_dir / "metrics.json", metrics, overwrite)
@@ -197,16 +237,41 @@ def write_report(
         "Most uncertain images": state.most_uncertain.entries(),
         "Worst images (lowest DSB score)": state.worst.entries(),
     }
-    content = build_content(metrics, state.evaluator.records, figs, galleries, config)
+    content = build_content(metrics, records, figs, galleries, config)
+    content = replace(content, sections=(trust_section(metrics["trust"], trust_figs),))
     write_text_atomic(out_dir / "report.html", render_report(content), overwrite)
-    overall = metrics["overall"]["segmentation"]
-    n_scored = len(state.evaluator.records)
     log.info(
         "evaluated %d image(s): mean DSB score %.4f; report in %s",
-        n_scored, overall["dsb"], out_dir / "report.html",
+        len(records), metrics["overall"]["segmentation"]["dsb"], out_dir / "report.html",
     )  # fmt: skip
-    _log_failures(state.failures, n_scored)
+    _log_trust(metrics["trust"])
+    _log_failures(state.failures, len(records))
     return metrics
+
+
+def _log_trust(block: dict[str, Any]) -> None:
+    """One line on the trust signals against truth (or that there are none)."""
+    if not block["available"]:
+        log.info("trust signals absent: %s", block["reason"])
+        return
+    overall = block["overall"]
+    score, nucleus = overall["score"], overall["nucleus"]
+    review = overall.get("review")
+    rule = "" if not review else (
+        f"; unflagged images >= {review['min_quality']:g}: {_pct(review['realised_rate'])} "
+        f"(stated {review['stated_rate']:.0%})")  # fmt: skip
+    log.info(
+        "trust signals: predicted DSB score MAE %s, interval coverage %s, p_correct ECE %s%s",
+        _num(score.get("mae")), _pct(score.get("coverage")), _num(nucleus.get("ece")), rule,
+    )  # fmt: skip
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def _log_failures(failures: Sequence[Failure], n_scored: int) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bayescellseg.evaluation.sources import UNCERTAINTY_MAPS, EvalItem
+from bayescellseg.evaluation.trusted import TRUST_COLUMNS, ImageTrust
 from bayescellseg.metrics.calibration import CalibrationAccumulator, boundary_band, ece
 from bayescellseg.metrics.matching import match
 from bayescellseg.metrics.segmentation import segmentation_summary
@@ -41,6 +42,7 @@ PER_IMAGE_COLUMNS = (
     "count_error", "abs_count_error", "ece", "n_unmatched_pred", "image_uncertainty",
     "predicted_quality",
 )  # fmt: skip
+"""The ``per_image.csv`` columns of every evaluation (plus :data:`TRUST_COLUMNS` with trust)."""
 UNCERTAINTY_VALUE_RANGE = (0.0, 1.0)
 """Entropy, expected entropy and mutual information of a binary prediction in bits lie in [0, 1]."""
 
@@ -52,13 +54,16 @@ class ImageRecord:
     Attributes:
         dataset: Dataset name.
         id: Image name.
-        row: The ``per_image.csv`` row (keys :data:`PER_IMAGE_COLUMNS`).
+        row: The ``per_image.csv`` row (keys :data:`PER_IMAGE_COLUMNS`, and
+            :data:`~bayescellseg.evaluation.trusted.TRUST_COLUMNS` when ``trust`` is set).
         nucleus_ids: Label of each predicted nucleus (sorted).
         nucleus_uncertainty: Uncertainty of each predicted nucleus (nan where unknown).
         nucleus_has_match: Whether each predicted nucleus has a true match at IoU > 0.5.
         pixel_uncertainty: Map name -> uncertainty of the subsampled pixels.
         pixel_error: Whether each subsampled pixel is wrong (foreground vs background).
         qubrats: Map name -> ``{"score", "auc_dice", "auc_ftp", "auc_ftn"}`` of this image.
+        trust: The image's trust signals (None: none came with the prediction).
+        nucleus_p_correct: ``p_correct`` of each predicted nucleus (NaN where unknown).
     """
 
     dataset: str
@@ -70,6 +75,14 @@ class ImageRecord:
     pixel_uncertainty: dict[str, np.ndarray] = field(default_factory=dict)
     pixel_error: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     qubrats: dict[str, dict[str, float]] = field(default_factory=dict)
+    trust: ImageTrust | None = None
+    nucleus_p_correct: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def per_image_columns(records: Sequence[ImageRecord]) -> tuple[str, ...]:
+    """:data:`PER_IMAGE_COLUMNS`, plus :data:`TRUST_COLUMNS` when any image has trust signals."""
+    trusted = any(r.trust is not None for r in records)
+    return PER_IMAGE_COLUMNS + (TRUST_COLUMNS if trusted else ())
 
 
 def pixel_subsample(n_pixels: int, max_pixels: int, key: str, seed: int) -> np.ndarray:
@@ -86,6 +99,12 @@ def _nucleus_arrays(item: EvalItem) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     u = np.array([table.get(int(i), math.nan) for i in result.ids_pred], dtype=np.float64)
     ids = np.asarray(result.ids_pred).copy()
     return ids, u, np.asarray(result.pred_has_match, bool).copy()
+
+
+def _p_correct(trust: ImageTrust | None, ids: np.ndarray) -> np.ndarray:
+    """``p_correct`` of each nucleus id (NaN where unknown, all NaN without trust)."""
+    table = trust.p_correct if trust is not None else {}
+    return np.array([table.get(int(i), math.nan) for i in ids], dtype=np.float64)
 
 
 def score_image(item: EvalItem, max_pixels: int = 10_000, seed: int = 0) -> ImageRecord:
@@ -109,6 +128,9 @@ def score_image(item: EvalItem, max_pixels: int = 10_000, seed: int = 0) -> Imag
     row["n_unmatched_pred"] = int(np.count_nonzero(~has_match))
     row["image_uncertainty"] = pred.image_uncertainty
     row["predicted_quality"] = pred.predicted_quality
+    columns = PER_IMAGE_COLUMNS + (TRUST_COLUMNS if pred.trust is not None else ())
+    if pred.trust is not None:
+        row.update(pred.trust.row())
     error = (pred.labels > 0) != true_fg
     pick = pixel_subsample(error.size, max_pixels, f"{item.dataset}/{item.id}", seed)
     pixel_u, qubrats = {}, {}
@@ -122,13 +144,15 @@ def score_image(item: EvalItem, max_pixels: int = 10_000, seed: int = 0) -> Imag
     return ImageRecord(
         dataset=item.dataset,
         id=item.id,
-        row={k: row.get(k) for k in PER_IMAGE_COLUMNS},
+        row={k: row.get(k) for k in columns},
         nucleus_ids=nucleus_ids,
         nucleus_uncertainty=nucleus_u,
         nucleus_has_match=has_match,
         pixel_uncertainty=pixel_u,
         pixel_error=error.reshape(-1)[pick].copy(),
         qubrats=qubrats,
+        trust=pred.trust,
+        nucleus_p_correct=_p_correct(pred.trust, nucleus_ids),
     )
 
 

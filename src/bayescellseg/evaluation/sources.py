@@ -21,6 +21,7 @@ import numpy as np
 import tifffile
 
 from bayescellseg.errors import BayesCellSegError, InputError
+from bayescellseg.evaluation.trusted import ImageTrust, trust_from_summary
 from bayescellseg.io.datasets import SampleRef, list_samples
 from bayescellseg.io.images import read_image, read_label_image
 from bayescellseg.io.rle import read_rle_csv
@@ -50,6 +51,7 @@ class Prediction:
         predicted_quality: Expected DSB score from sample agreement (nan when unknown).
         review_threshold: Nucleus review threshold of the model that made the prediction
             (nan when unknown); the report's overlays centre their colour scale on it.
+        trust: The trust signals (predicted score, OOD, ``p_correct``), None when absent.
     """
 
     labels: np.ndarray
@@ -58,6 +60,7 @@ class Prediction:
     image_uncertainty: float = math.nan
     predicted_quality: float = math.nan
     review_threshold: float = math.nan
+    trust: ImageTrust | None = None
 
 
 @dataclass(frozen=True)
@@ -132,25 +135,28 @@ def _clip_probability(prob: np.ndarray) -> np.ndarray:
     return np.clip(prob, 0.0, 1.0)
 
 
-def _nucleus_table(path: Path) -> dict[int, float]:
-    """Label -> ``uncertainty`` column of a ``name_nuclei.csv`` (empty cells skipped)."""
+def _nucleus_table(path: Path) -> tuple[dict[int, float], dict[int, float]]:
+    """Label -> ``uncertainty`` and label -> ``p_correct`` of a ``name_nuclei.csv`` (empty
+    cells and a missing ``p_correct`` column skipped)."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise InputError(path, f"cannot read nucleus table ({err})") from None
-    out: dict[int, float] = {}
+    uncertainty: dict[int, float] = {}
+    p_correct: dict[int, float] = {}
     for row in rows:
         try:
-            value = float(row.get("uncertainty") or "nan")
             label = int(row["label"])
+            values = (float(row.get("uncertainty") or "nan"), float(row.get("p_correct") or "nan"))
         except (KeyError, TypeError, ValueError):
             raise InputError(
-                path, "nucleus table needs integer 'label' and 'uncertainty' columns"
+                path, "nucleus table needs integer 'label' and numeric 'uncertainty' columns"
             ) from None
-        if math.isfinite(value):
-            out[label] = value
-    return out
+        for table, value in zip((uncertainty, p_correct), values, strict=True):
+            if math.isfinite(value):
+                table[label] = value
+    return uncertainty, p_correct
 
 
 def _summary(path: Path) -> dict:
@@ -227,8 +233,9 @@ def read_prediction(
     summary = _summary(summary_path) if summary_path.is_file() else {}
     table_path = pred_dir / f"{name}{NUCLEI_SUFFIX}"
     nucleus_u, image_u = fallback_uncertainties(labels, maps)
+    p_correct: dict[int, float] = {}
     if table_path.is_file():
-        nucleus_u = _nucleus_table(table_path)
+        nucleus_u, p_correct = _nucleus_table(table_path)
     if "uncertainty" in summary:
         image_u = _as_float(summary["uncertainty"])
     prediction = Prediction(
@@ -238,6 +245,7 @@ def read_prediction(
         image_uncertainty=image_u,
         predicted_quality=_as_float(summary.get("predicted_quality")),
         review_threshold=review_threshold,
+        trust=trust_from_summary(summary, p_correct),
     )
     return prediction, summary
 

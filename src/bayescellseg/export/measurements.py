@@ -19,7 +19,7 @@ the pixel count):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -130,25 +130,35 @@ def _value(v: Any) -> Any:
 
 
 def nucleus_table(
-    records: Sequence[Any], measurements: dict[int, dict[str, Any]], columns: Sequence[str]
+    records: Sequence[Any],
+    measurements: dict[int, dict[str, Any]],
+    columns: Sequence[str],
+    extra: Mapping[str, Sequence[Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per nucleus record: its uncertainty columns plus its measurements.
+    """One row per nucleus record: its uncertainty columns, ``extra``, then its measurements.
 
     Args:
         records: :class:`~bayescellseg.postprocess.nuclei.NucleusRecord` objects (anything with
             ``to_dict()`` and ``label``).
         measurements: :func:`measure_nuclei` output.
         columns: The measurement columns to add (:func:`measurement_columns`).
+        extra: Further columns, one value per record in record order (e.g. ``p_correct``).
 
     Raises:
-        ValueError: A record whose label has no measurement (records and labels disagree).
+        ValueError: A record whose label has no measurement (records and labels disagree), or
+            an ``extra`` column of another length than ``records``.
     """
+    extra = dict(extra or {})
+    for name, values in extra.items():
+        if len(values) != len(records):
+            raise ValueError(f"column {name!r} has {len(values)} values for {len(records)} nuclei")
     rows = []
-    for record in records:
+    for i, record in enumerate(records):
         if record.label not in measurements:
             raise ValueError(f"nucleus {record.label} is not in the label image")
         measured = measurements[record.label]
-        rows.append({**record.to_dict(), **{c: measured.get(c) for c in columns}})
+        added = {name: _value(values[i]) for name, values in extra.items()}
+        rows.append({**record.to_dict(), **added, **{c: measured.get(c) for c in columns}})
     return rows
 
 
@@ -158,6 +168,7 @@ def result_table(
     intensity: np.ndarray | None,
     intensity_names: Sequence[str] = ("",),
     pixel_size_um: float | None = None,
+    extra: Mapping[str, Sequence[Any]] | None = None,
 ) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
     """The full nucleus table of a segmentation: its columns and rows.
 
@@ -167,13 +178,15 @@ def result_table(
         intensity: Planes to measure (see :func:`measure_nuclei`).
         intensity_names: Their names.
         pixel_size_um: Micrometres per pixel, if known.
+        extra: Further columns, one value per record (see :func:`nucleus_table`).
 
     Returns:
-        (:data:`~bayescellseg.postprocess.nuclei.NUCLEUS_COLUMNS` plus the measurement columns,
-        one row per record).
+        (:data:`~bayescellseg.postprocess.nuclei.NUCLEUS_COLUMNS`, the ``extra`` columns and the
+        measurement columns; one row per record).
     """
     from bayescellseg.postprocess.nuclei import NUCLEUS_COLUMNS
 
     columns = measurement_columns(intensity_names)
     measured = measure_nuclei(labels, intensity, intensity_names, pixel_size_um)
-    return (*NUCLEUS_COLUMNS, *columns), nucleus_table(records, measured, columns)
+    rows = nucleus_table(records, measured, columns, extra)
+    return (*NUCLEUS_COLUMNS, *(extra or {}), *columns), rows

@@ -35,16 +35,11 @@ from bayescellseg.io.atomic import write_text_atomic
 from bayescellseg.io.channels import RawImage, intensity_planes
 from bayescellseg.io.imagej import write_imagej_tiff
 from bayescellseg.io.images import LoadedImage, to_rgb_float, write_png
+from bayescellseg.prediction_folder import MAP_NAMES, SAVE_SUFFIXES, output_paths
 
-MAPS = ("probability", "entropy", "aleatoric", "epistemic")
-SUFFIXES = {
-    "labels": "_labels.tif",
-    **{name: f"_{name}.tif" for name in MAPS},
-    "overlay": "_overlay.png",
-    "csv": "_nuclei.csv",
-    "geojson": "_nuclei.geojson",
-    "rois": "_rois.zip",
-}
+MAPS = MAP_NAMES
+SUFFIXES = SAVE_SUFFIXES
+"""The file name of each output, ``stem + suffix`` (owned by :mod:`~bayescellseg.prediction_folder`)."""
 SAVE_CHOICES = tuple(SUFFIXES)
 DEFAULT_SAVE = frozenset(SAVE_CHOICES)
 _GROUPS = {"maps": MAPS, "all": SAVE_CHOICES}
@@ -72,6 +67,9 @@ class ExportOptions:
         overwrite: Replace existing files.
         review_threshold: Nucleus uncertainty where flagging starts (the overlay's yellow).
         shown_dir: The folder named in errors when ``out_dir`` is a staging folder.
+        nucleus_columns: Further per-nucleus columns, (name, one value per nucleus record in
+            record order), placed after the uncertainty columns in the table and the GeoJSON
+            measurements (``predict`` adds ``p_correct`` this way).
     """
 
     save: frozenset[str] = DEFAULT_SAVE
@@ -79,6 +77,7 @@ class ExportOptions:
     overwrite: bool = False
     review_threshold: float = 0.5
     shown_dir: Path | None = None
+    nucleus_columns: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
 
 def parse_save(value: str | Iterable[str]) -> frozenset[str]:
@@ -106,9 +105,11 @@ def parse_save(value: str | Iterable[str]) -> frozenset[str]:
 
 
 def export_paths(out_dir: str | Path, stem: str, save: Iterable[str]) -> dict[str, Path]:
-    """The files of the chosen outputs of image ``stem``, in :data:`SAVE_CHOICES` order."""
-    chosen = set(save)
-    return {k: Path(out_dir) / f"{stem}{s}" for k, s in SUFFIXES.items() if k in chosen}
+    """The files of the chosen outputs of image ``stem``, in :data:`SAVE_CHOICES` order
+    (:func:`~bayescellseg.prediction_folder.output_paths` without the summary)."""
+    paths = output_paths(Path(out_dir), stem, save)
+    paths.pop("summary")
+    return paths
 
 
 def _table_csv(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
@@ -154,7 +155,8 @@ def _writers(
 
     def rows() -> list[dict[str, Any]]:
         if "rows" not in cache:
-            table = result_table(result.labels, result.nuclei, planes, names, px)
+            extra = dict(options.nucleus_columns)
+            table = result_table(result.labels, result.nuclei, planes, names, px, extra)
             cache["columns"], cache["rows"] = table
         return cache["rows"]
 

@@ -29,11 +29,14 @@ from bayescellseg.evaluation.run import (
     write_report,
 )
 from bayescellseg.evaluation.sources import EvalItem, Failure, Prediction
+from bayescellseg.evaluation.trusted import ImageTrust, trust_from_signals
 from bayescellseg.inference.result import Result
 from bayescellseg.inference.segmenter import PredictSettings, Segmenter
 from bayescellseg.io.datasets import SampleRef
-from bayescellseg.prediction_folder import MAP_NAMES, SUMMARY_SUFFIX
+from bayescellseg.prediction_folder import MAP_NAMES, RUN_CONFIG, SUMMARY_SUFFIX
 from bayescellseg.progress import Progress
+from bayescellseg.trust.model import TRUST_FILE, TrustModel, load_trust
+from bayescellseg.trust.signals import trust_signals
 
 __all__ = [
     "EvaluateOptions",
@@ -46,12 +49,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def prediction_from_result(result: Result, review_threshold: float = math.nan) -> Prediction:
+def prediction_from_result(
+    result: Result, review_threshold: float = math.nan, trust: ImageTrust | None = None
+) -> Prediction:
     """A :class:`~bayescellseg.evaluation.sources.Prediction` from a :class:`Result` (in memory).
 
     Args:
         result: The result.
         review_threshold: The segmenter's nucleus review threshold (nan when unknown).
+        trust: Its trust signals (None: none).
     """
     maps = {key: np.asarray(getattr(result, key), np.float32) for key in MAP_NAMES}
     maps["probability"] = np.clip(maps["probability"], 0.0, 1.0)
@@ -62,22 +68,35 @@ def prediction_from_result(result: Result, review_threshold: float = math.nan) -
         image_uncertainty=float(result.summary.uncertainty),
         predicted_quality=float(result.summary.predicted_quality),
         review_threshold=review_threshold,
+        trust=trust,
     )
+
+
+def _trust_of(result: Result, trust: TrustModel | None, fg_threshold: float) -> ImageTrust | None:
+    """The trust signals of a result, as ``predict`` computes them (None without a model)."""
+    if trust is None:
+        return None
+    signals = trust_signals(result, trust, fg_threshold)
+    return trust_from_signals(signals, [r.label for r in result.nuclei])
 
 
 def model_items(
     segmenter: Segmenter,
     datasets: Sequence[tuple[str, list[SampleRef]]],
     settings: PredictSettings,
+    trust: TrustModel | None = None,
 ) -> Iterator[EvalItem | Failure]:
-    """Predict every sample and yield the items to score (a failure for a bad sample)."""
+    """Predict every sample and yield the items to score (a failure for a bad sample), with
+    the trust signals of ``trust`` (None: none)."""
     threshold = segmenter.review.nucleus_uncertainty
+    fg_threshold = segmenter.params.fg_threshold
     for dataset, refs in datasets:
         for ref in refs:
             try:
                 sample = ref.load()
                 result = segmenter.segment(segmenter.predict_maps(sample.image, settings))
-                prediction = prediction_from_result(result, threshold)
+                image_trust = _trust_of(result, trust, fg_threshold)
+                prediction = prediction_from_result(result, threshold, image_trust)
                 yield EvalItem(dataset, ref.id, sample.labels, prediction, sample.image)
             except (BayesCellSegError, OSError, ValueError) as err:
                 yield Failure(dataset, ref.id, str(err))
@@ -129,15 +148,44 @@ def evaluate_model(
         diameter=diameter,
         precision=options.precision,
     )
-    state = consume(model_items(segmenter, datasets, settings), options, total, progress)
+    trust = load_trust(segmenter.source)
+    items = model_items(segmenter, datasets, settings, trust)
+    state = consume(items, options, total, progress)
     config = run_config(
         "evaluate --model", model=str(segmenter.source), data=[str(p) for p in paths],
         datasets=names, split=options.split, n_samples=options.n_samples,
         n_samples_effective=segmenter.n_samples(options.n_samples), tta=options.tta,
         limit=options.limit, device=str(segmenter.device), precision_used=precision,
-        out=str(out_dir), options=vars(options),
+        out=str(out_dir), options=vars(options), trust=_trust_file(segmenter.source, trust),
     )  # fmt: skip
-    return write_report(Path(out_dir), state, config, {}, options.overwrite)
+    request = options.trust_request(trust)
+    return write_report(Path(out_dir), state, config, {}, options.overwrite, request)
+
+
+def _trust_file(model_dir: Path | str | None, trust: TrustModel | None) -> str | None:
+    """The path of the trust file used (None: none)."""
+    return None if trust is None or model_dir is None else str(Path(model_dir) / TRUST_FILE)
+
+
+def prediction_trust(pred_dir: Path) -> tuple[TrustModel | None, str | None]:
+    """The trust models a ``predict`` folder was made with: the ``trust.json`` of the model
+    folder its ``run_config.json`` names, when that file is still there.
+
+    Returns:
+        (the trust models or None, the model folder or None).
+    """
+    try:
+        config = json.loads((Path(pred_dir) / RUN_CONFIG).read_text(encoding="utf-8"))
+        model_dir = config.get("model") if isinstance(config, dict) else None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None, None
+    if not isinstance(model_dir, str) or not model_dir:
+        return None, None
+    try:
+        return load_trust(model_dir), model_dir
+    except InputError as err:
+        log.warning("trust models of %s not used: %s", model_dir, err)
+        return None, model_dir
 
 
 def evaluate_predictions(
@@ -177,9 +225,12 @@ def evaluate_predictions(
         "missing_predictions": list(plan.missing_predictions),
         "missing_truths": list(plan.missing_truths),
     }
+    trust, model_dir = prediction_trust(Path(pred_dir))
     config = run_config("evaluate --pred", pred=str(pred_dir), truth=str(truth),
-                        out=str(out_dir), options=vars(options))  # fmt: skip
-    return write_report(Path(out_dir), state, config, extra, options.overwrite)
+                        out=str(out_dir), options=vars(options),
+                        trust=_trust_file(model_dir, trust))  # fmt: skip
+    request = options.trust_request(trust)
+    return write_report(Path(out_dir), state, config, extra, options.overwrite, request)
 
 
 def _truth_from_sources(pred_dir: Path) -> Path:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bayescellseg.errors import InputError
+from bayescellseg.io.images import PREDICT_SUFFIXES
 from bayescellseg.prediction_folder import (
     LABELS_SUFFIX,
     MAP_SUFFIXES,
@@ -28,7 +29,9 @@ from bayescellseg.prediction_folder import (
     SUMMARY_SUFFIX,
 )
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = PREDICT_SUFFIXES
+"""What a folder contributes: PNG, JPEG, TIFF, and CZI / ND2 / LIF (read with the ``formats``
+extra)."""
 OWN_OUTPUT_SUFFIXES = (*MAP_SUFFIXES, OVERLAY_SUFFIX)
 
 

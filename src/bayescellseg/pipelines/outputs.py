@@ -1,9 +1,9 @@
 """Writing the per-image output files of ``predict`` (named in
-:mod:`~bayescellseg.prediction_folder`).
+:mod:`~bayescellseg.prediction_folder`) and the cells of its tables.
 
-:func:`write_outputs` is where a further per-image export belongs: it receives the image, its
-:class:`~bayescellseg.Result` and the staged paths, and everything it writes is moved into the
-output folder together (:mod:`~bayescellseg.pipelines.outdir`).
+:func:`write_image_outputs` writes the ``--save`` choice through
+:func:`~bayescellseg.export.write_exports` plus ``name_summary.json``; everything it writes is
+moved into the output folder together (:mod:`~bayescellseg.pipelines.outdir`).
 """
 
 from __future__ import annotations
@@ -11,19 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bayescellseg.errors import OutputError
-from bayescellseg.inference.result import Result
-from bayescellseg.io.atomic import write_json_atomic, write_text_atomic
-from bayescellseg.io.images import write_png, write_tiff
-from bayescellseg.postprocess.nuclei import NUCLEUS_COLUMNS, records_to_rows
-from bayescellseg.prediction_folder import MAP_NAMES
-from bayescellseg.report.overlay import make_overlay, uncertainty_vmax
+from bayescellseg.export import ExportOptions, write_exports
+from bayescellseg.export.writer import ResultLike
+from bayescellseg.io.atomic import write_json_atomic
+from bayescellseg.io.images import LoadedImage
+from bayescellseg.prediction_folder import SUMMARY_SUFFIX
 
 
 def fmt(value: Any) -> Any:
@@ -45,48 +41,36 @@ def csv_text(columns: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -
     return buffer.getvalue()
 
 
-def label_dtype(labels: np.ndarray) -> type[np.unsignedinteger]:
-    """uint16 when every label fits, else uint32."""
-    return np.uint16 if int(labels.max(initial=0)) < 65536 else np.uint32
-
-
-def write_outputs(
-    paths: dict[str, Path],
-    image: np.ndarray,
-    result: Result,
-    info: dict[str, Any],
-    overwrite: bool,
-    review_threshold: float = 0.5,
-    shown_dir: Path | None = None,
-) -> None:
-    """Write every per-image output file of one result (each atomically).
-
-    The overlay colours nucleus uncertainty from green (0) through yellow (``review_threshold``,
-    where flagging starts) to red (twice the threshold and above).
+def write_image_outputs(
+    folder: Path,
+    name: str,
+    image: LoadedImage,
+    result: ResultLike,
+    summary: dict[str, Any],
+    options: ExportOptions,
+) -> list[Path]:
+    """Write the chosen outputs of one image and its ``name_summary.json`` into ``folder``.
 
     Args:
-        shown_dir: The folder named in error messages (the final output folder when ``paths``
-            point into a staging folder); None names ``paths`` as they are.
+        folder: Where to write (the image's staging folder).
+        name: The image's name (the files' stem).
+        image: The image as read (its intensity planes are measured).
+        result: The segmentation (with the review flags to show).
+        summary: The content of ``name_summary.json``.
+        options: What to write (:class:`~bayescellseg.export.ExportOptions`); its
+            ``shown_dir`` is the folder named in errors.
+
+    Returns:
+        The files written, the summary last.
 
     Raises:
-        OutputError: A file cannot be written (disk full, permissions); names the file.
+        OutputError: A file cannot be written; names it (in ``options.shown_dir``).
     """
-
-    def write(key: str, writer: Callable[[Path, Any, bool], None], data: Any) -> None:
-        try:
-            writer(paths[key], data, overwrite)
-        except OSError as err:
-            shown = paths[key] if shown_dir is None else Path(shown_dir) / paths[key].name
-            raise OutputError(shown, f"cannot write ({err.strerror or err})") from err
-
-    write("labels", write_tiff, result.labels.astype(label_dtype(result.labels)))
-    for name in MAP_NAMES:
-        write(name, write_tiff, getattr(result, name).astype(np.float32))
-    uncertainty = {r.label: r.uncertainty for r in result.nuclei}
-    flagged = {r.label for r in result.nuclei if r.needs_review}
-    overlay = make_overlay(
-        image, result.labels, uncertainty, flagged, vmax=uncertainty_vmax(review_threshold)
-    )
-    write("overlay", write_png, overlay)
-    write("nuclei", write_text_atomic, csv_text(NUCLEUS_COLUMNS, records_to_rows(result.nuclei)))
-    write("summary", write_json_atomic, {**info, **result.summary_dict()})
+    written = write_exports(result, image, name, folder, options)
+    path = Path(folder) / f"{name}{SUMMARY_SUFFIX}"
+    try:
+        write_json_atomic(path, summary, options.overwrite)
+    except OSError as err:
+        shown = path if options.shown_dir is None else Path(options.shown_dir) / path.name
+        raise OutputError(shown, f"cannot write ({err.strerror or err})") from err
+    return [*written, path]

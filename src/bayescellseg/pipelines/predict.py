@@ -1,9 +1,11 @@
 """``bayescellseg predict``: segment a batch of images and write maps, tables and a review queue.
 
 For every input image ``name.<ext>`` the output folder receives the files named in
-:mod:`bayescellseg.prediction_folder`, and for the batch ``summary.csv`` (one row per image,
-most uncertain first: the review queue; failed images last) and ``run_config.json`` (model,
-options, versions). Every file is written atomically; existing outputs are refused unless
+:mod:`bayescellseg.prediction_folder` (those chosen with ``save``, and ``name_summary.json``),
+and for the batch ``summary.csv`` (one row per image, the review queue: lowest predicted score
+first when the model folder has a ``trust.json``, else most uncertain first; failed images
+last) and ``run_config.json`` (model, options, device, review rule and its statement,
+versions). The trust signals and the review rule: :mod:`bayescellseg.pipelines.trusted`. Every file is written atomically; existing outputs are refused unless
 ``overwrite`` is set, checked per image before any work is done. A failing image is reported
 and the batch goes on.
 
@@ -21,13 +23,11 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import platform
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,64 +37,34 @@ import skimage
 import torch
 
 from bayescellseg import __version__
-from bayescellseg.errors import InputError, OutputError
-from bayescellseg.inference.arguments import DEFAULT_DIAMETER
-from bayescellseg.inference.segmenter import PredictSettings, Segmenter
+from bayescellseg.errors import OutputError
+from bayescellseg.inference.segmenter import Segmenter
 from bayescellseg.io.atomic import write_json_atomic, write_text_atomic
 from bayescellseg.pipelines import outdir, resume
 from bayescellseg.pipelines.inputs import scan_inputs
 from bayescellseg.pipelines.outputs import csv_text, fmt
 from bayescellseg.pipelines.predict_image import (
     SUMMARY_COLUMNS,
+    TRUSTED_SUMMARY_COLUMNS,
     BatchSummary,
     ImageJob,
     predict_one,
 )
+from bayescellseg.pipelines.predict_options import PredictOptions, base_config, check_options
+from bayescellseg.pipelines.trusted import batch_review
 from bayescellseg.prediction_folder import RUN_CONFIG, SUMMARY_CSV
 from bayescellseg.progress import NoProgress, Progress
+from bayescellseg.trust.model import TrustModel, load_trust
 
-__all__ = ["BatchSummary", "PredictOptions", "SUMMARY_COLUMNS", "predict_batch"]
+__all__ = [
+    "BatchSummary",
+    "PredictOptions",
+    "SUMMARY_COLUMNS",
+    "TRUSTED_SUMMARY_COLUMNS",
+    "predict_batch",
+]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PredictOptions:
-    """Options of a prediction run (the model and its device come with the Segmenter).
-
-    Attributes:
-        n_samples: Stochastic samples T (None: the model's default).
-        tta: Cross every sample with the 8 flips / rotations.
-        tile_size: Images larger than this are processed in overlapping tiles.
-        overwrite: Replace existing output files.
-        seed: Seed of the stochastic samples.
-        diameter: Typical nucleus diameter in pixels, ``"auto"`` (the default) or None (see
-            :meth:`~bayescellseg.inference.segmenter.Segmenter.predict`).
-        resume: Finish an interrupted batch in the same output folder: keep the images whose
-            outputs are complete, redo the others (same model and options required).
-        precision: Precision of the network's forward pass (None: the Segmenter's own);
-            see :mod:`bayescellseg.inference.precision`.
-    """
-
-    n_samples: int | None = None
-    tta: bool = False
-    tile_size: int = 512
-    overwrite: bool = False
-    seed: int = 0
-    diameter: float | str | None = DEFAULT_DIAMETER
-    resume: bool = False
-    precision: str | None = None
-
-    def settings(self) -> PredictSettings:
-        """The :class:`PredictSettings` of every image."""
-        return PredictSettings(
-            n_samples=self.n_samples,
-            tta=self.tta,
-            seed=self.seed,
-            tile_size=self.tile_size,
-            diameter=self.diameter,
-            precision=self.precision,
-        )
 
 
 def _versions() -> dict[str, str]:
@@ -108,29 +78,15 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _queue_order(row: dict[str, Any]) -> tuple[int, float]:
-    """Failed images last; otherwise most uncertain first (NaN uncertainty after numbers)."""
+def _queue_order(row: dict[str, Any], trusted: bool) -> tuple[int, float]:
+    """Failed images last; otherwise the lowest predicted score first (with a trust file) or
+    the most uncertain first (without); unknown values after numbers."""
     if row["status"] != "ok":
         return (2, 0.0)
-    value = row.get("uncertainty")
+    value = row.get("predicted_score" if trusted else "uncertainty")
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return (1, 0.0)
-    return (0, -float(value))
-
-
-def _check_options(segmenter: Segmenter, options: PredictOptions) -> None:
-    if options.tile_size < 32:
-        raise InputError(
-            "tile_size", f"tile size must be at least 32 pixels, got {options.tile_size}"
-        )
-    if options.n_samples is not None and options.n_samples < 0:
-        raise InputError(
-            "n_samples", f"must be at least 0 (0 = one deterministic pass), got {options.n_samples}"
-        )
-    if options.resume and options.overwrite:
-        raise InputError("resume", "cannot be combined with overwrite=True (which redoes all)")
-    segmenter.resolved_precision(options.precision)  # an unsupported precision fails up front
-    segmenter.resolve_diameter(options.diameter)  # a bad diameter fails before the batch
+    return (0, float(value) if trusted else -float(value))
 
 
 def _check_batch_files(out_dir: Path, options: PredictOptions) -> None:
@@ -144,26 +100,6 @@ def _check_batch_files(out_dir: Path, options: PredictOptions) -> None:
                 f"{path}: {what}; pass resume=True to finish that batch, overwrite=True to "
                 "replace the outputs, or choose another output folder"
             )
-
-
-def _base_config(segmenter: Segmenter, options: PredictOptions) -> dict[str, Any]:
-    """The run-identity part of ``run_config.json`` (the options with the device and the
-    concrete precision, so a resume on another device or precision is refused)."""
-    recorded = {
-        **dataclasses.asdict(options),
-        "device": str(segmenter.device),
-        "precision": segmenter.resolved_precision(options.precision),
-    }
-    return {
-        "model": str(segmenter.source),
-        "model_config": segmenter.config.to_dict(),
-        "temperature": segmenter.temperature,
-        "logit_bias": segmenter.logit_bias,
-        "postprocess": segmenter.params.to_dict(),
-        "review": segmenter.review.to_dict(),
-        "nucleus_diameter": segmenter.nucleus_diameter,
-        "options": recorded,
-    }
 
 
 def predict_batch(
@@ -192,24 +128,26 @@ def predict_batch(
             nor ``resume`` is set.
     """
     out_dir = Path(out_dir)
-    _check_options(segmenter, options)
+    trust = load_trust(segmenter.source)
+    check_options(segmenter, options, trust)
     outdir.check_writable(out_dir)
+    job = ImageJob(
+        segmenter, options.settings(), out_dir, options.overwrite, options.resume, options.seed,
+        reading=options.reading(), save=frozenset(options.save), trust=trust,
+    )  # fmt: skip
     with outdir.locked(out_dir):
         for note in outdir.recover(out_dir):
             log.info("note: %s", note)
-        return _run_locked(segmenter, inputs, out_dir, options, progress or NoProgress())
+        return _run_locked(job, inputs, options, progress or NoProgress())
 
 
 def _run_locked(
-    segmenter: Segmenter,
-    inputs: list[Path],
-    out_dir: Path,
-    options: PredictOptions,
-    progress: Progress,
+    job: ImageJob, inputs: list[Path], options: PredictOptions, progress: Progress
 ) -> BatchSummary:
     """The batch itself, once the output folder is locked and cleaned up."""
+    segmenter, out_dir = job.segmenter, job.out_dir
     _check_batch_files(out_dir, options)
-    base = _base_config(segmenter, options)
+    base = base_config(segmenter, options, job.trust)
     identity = resume.run_identity(base)
     if options.resume:
         resume.check_same_run(out_dir, identity)
@@ -225,9 +163,6 @@ def _run_locked(
         "bayescellseg predict: %d image(s), model %s, T=%d%s",
         len(scan.files), segmenter.source, n_samples, " x 8 TTA" if options.tta else "",
     )  # fmt: skip
-    job = ImageJob(
-        segmenter, options.settings(), out_dir, options.overwrite, options.resume, options.seed
-    )
     used: dict[str, Path] = {}
     progress.start(len(scan.files), "predict")
     for index, path in enumerate(scan.files, start=1):
@@ -237,9 +172,10 @@ def _run_locked(
             batch.fail(path, problem)
         progress.advance(path.name)
     progress.close()
-    batch.rows.sort(key=_queue_order)
+    _review(batch, job.trust, options)
     run_config = {
         **base,
+        "device": str(segmenter.device),
         "n_samples_effective": n_samples,
         "precision_used": segmenter.resolved_precision(options.precision),
         "seed": options.seed,
@@ -252,14 +188,25 @@ def _run_locked(
         "failures": [{"path": str(p), "problem": m} for p, m in batch.failures],
         "kept": batch.kept,
         "skipped": [{"path": str(p), "reason": m} for p, m in batch.skipped],
+        "review_rule": batch.review,
         "versions": _versions(),
     }
-    _write_batch_file(out_dir / SUMMARY_CSV, csv_text(SUMMARY_COLUMNS, batch.rows))
+    columns = SUMMARY_COLUMNS if job.trust is None else TRUSTED_SUMMARY_COLUMNS
+    _write_batch_file(out_dir / SUMMARY_CSV, csv_text(columns, batch.rows))
     _write_batch_file(out_dir / RUN_CONFIG, run_config)
     (out_dir / resume.RUN_MARKER).unlink(missing_ok=True)
     outdir.finish(out_dir)
     _log_done(batch, out_dir / SUMMARY_CSV)
     return batch
+
+
+def _review(batch: BatchSummary, trust: TrustModel | None, options: PredictOptions) -> None:
+    """Apply the batch review rule (if any) to the rows and sort them into the review queue."""
+    request = options.review()
+    if trust is not None and request.active:
+        rows, batch.review = batch_review(batch.rows, trust, request)
+        batch.rows[:] = rows
+    batch.rows.sort(key=lambda row: _queue_order(row, trust is not None))
 
 
 def _write_batch_file(path: Path, content: str | dict[str, Any]) -> None:
@@ -290,9 +237,11 @@ def _log_image(prefix: str, problem: str | None, batch: BatchSummary) -> None:
     row = batch.rows[-1]
     review = "  NEEDS REVIEW" if row["needs_review"] else ""
     took = "kept from the interrupted run" if row["seconds"] is None else f"{row['seconds']:.1f} s"
+    score = row.get("predicted_score")
+    predicted = "" if score is None else f", predicted score {fmt(score)}"
     log.info(
-        "%s: %s nuclei, uncertainty %s, %s%s",
-        prefix, row["n_nuclei"], fmt(row["uncertainty"]), took, review,
+        "%s: %s nuclei, uncertainty %s%s, %s%s",
+        prefix, row["n_nuclei"], fmt(row["uncertainty"]), predicted, took, review,
     )  # fmt: skip
 
 
@@ -302,6 +251,8 @@ def _log_done(batch: BatchSummary, summary_path: Path) -> None:
         "done: %d ok%s, %d failed; review queue in %s",
         batch.n_ok, kept, batch.n_failed, summary_path,
     )  # fmt: skip
+    if batch.review is not None:
+        log.info("review: %s", batch.review["statement"])
     for path, problem in batch.failures:
         message = problem if problem.startswith(str(path)) else f"{path}: {problem}"
         log.warning("  failed: %s", message)

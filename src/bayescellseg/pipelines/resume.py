@@ -1,11 +1,13 @@
 """``predict --resume``: which run an output folder belongs to, and what can be kept.
 
 While a run works, ``OUT/.bayescellseg-run.json`` records its identity (model, calibration,
-post-processing, review thresholds and options, without ``overwrite``/``resume``); at the end
+post-processing, review thresholds, trust file and options, without ``overwrite``,
+``resume`` and the batch review rule); at the end
 ``run_config.json`` holds the same entries and the marker is removed. ``--resume`` continues
 only a run with the same identity, so one folder never mixes two runs' results. An image
-whose output files are all present is kept, and its ``summary.csv`` row is rebuilt from its
-``name_summary.json``.
+whose output files (those of the run's ``save`` choice) are all present is kept, and its
+``summary.csv`` row, predicted score included, is rebuilt from its ``name_summary.json``, so
+the batch review rule sees the whole batch.
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ IDENTITY_KEYS = (
     "postprocess",
     "review",
     "nucleus_diameter",
+    "trust",
     "options",
 )
-_NOT_IDENTITY_OPTIONS = ("overwrite", "resume")
+#: Options a resume may change: they do not change an image's outputs (the review rule is
+#: applied to the whole batch at its end).
+_NOT_IDENTITY_OPTIONS = ("overwrite", "resume", "min_quality", "review_fraction", "review_alpha")
 
 
 def run_identity(run_config: dict[str, Any]) -> dict[str, Any]:

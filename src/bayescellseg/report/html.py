@@ -49,6 +49,23 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Section:
+    """A section of its own (its heading, text, tables and figures), after the figures.
+
+    Attributes:
+        title: Heading.
+        paragraphs: Plain-text paragraphs under the heading.
+        tables: Tables, in order.
+        figures: ``(caption, PNG bytes)`` pairs.
+    """
+
+    title: str
+    paragraphs: tuple[str, ...] = ()
+    tables: tuple[Table, ...] = ()
+    figures: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
 class ReportContent:
     """Everything the report shows.
 
@@ -58,6 +75,7 @@ class ReportContent:
         warnings: Problems to show prominently (missing predictions, unreadable files, ...).
         tables: Summary tables, in order.
         figures: ``(caption, PNG bytes)`` pairs.
+        sections: Sections of their own, after the figures (e.g. the trust signals).
         galleries: Section title -> gallery entries.
         details_table: Large table shown collapsed (per-image scores), or None.
         config: What was run (shown as JSON at the end).
@@ -68,6 +86,7 @@ class ReportContent:
     warnings: tuple[str, ...] = ()
     tables: tuple[Table, ...] = ()
     figures: tuple[tuple[str, bytes], ...] = ()
+    sections: tuple[Section, ...] = ()
     galleries: Mapping[str, Sequence[GalleryEntry]] = field(default_factory=dict)
     details_table: Table | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
@@ -151,6 +170,18 @@ def render_gallery(entries: Sequence[GalleryEntry]) -> str:
     return "".join(parts)
 
 
+def render_section(section: Section) -> str:
+    """HTML of one :class:`Section`."""
+    parts = [f"<h2>{html.escape(section.title)}</h2>"]
+    parts += [f"<p>{html.escape(p)}</p>" for p in section.paragraphs]
+    parts += [render_table(t) for t in section.tables]
+    if section.figures:
+        parts.append('<div class="figs">')
+        parts += [_figure(caption, png) for caption, png in section.figures]
+        parts.append("</div>")
+    return "".join(parts)
+
+
 def render_report(content: ReportContent) -> str:
     """The complete HTML page of an evaluation report.
 
@@ -176,6 +207,7 @@ def render_report(content: ReportContent) -> str:
         parts.append('<h2>Figures</h2><div class="figs">')
         parts += [_figure(caption, png) for caption, png in content.figures]
         parts.append("</div>")
+    parts += [render_section(section) for section in content.sections]
     for section, entries in content.galleries.items():
         parts.append(f"<h2>{html.escape(section)}</h2>{render_gallery(entries)}")
     if content.details_table is not None:

@@ -58,15 +58,24 @@ def roc_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
     return np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos]
 
 
-def reliability_diagram(curves: Mapping[str, ReliabilityBins], title: str = "") -> bytes:
+def reliability_diagram(
+    curves: Mapping[str, ReliabilityBins],
+    title: str = "",
+    labels: tuple[str, str, str] = (
+        "predicted foreground probability",
+        "fraction of pixels that are nucleus",
+        "pixels",
+    ),  # fmt: skip
+) -> bytes:
     """Reliability diagram: positive frequency vs mean predicted probability, per bin.
 
     Args:
         curves: Name (e.g. ``"all pixels"``, ``"boundary band"``) -> reliability bins.
         title: Figure title.
+        labels: The x axis, y axis and count axis labels (default: foreground pixels).
 
     Returns:
-        PNG bytes. The lower panel shows the pixel count per bin (log scale).
+        PNG bytes. The lower panel shows the count per bin (log scale).
     """
     fig = Figure(figsize=(5.2, 5.8))
     ax, ax_hist = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
@@ -92,15 +101,15 @@ def reliability_diagram(curves: Mapping[str, ReliabilityBins], title: str = "") 
             alpha=0.8,
         )
     if not curves:
-        _empty_note(ax, "no probability maps")
+        _empty_note(ax, "no probabilities")
     ax.set(
         xlim=(0, 1),
         ylim=(0, 1),
-        ylabel="fraction of pixels that are nucleus",
+        ylabel=labels[1],
         title=title or "Reliability of the foreground probability",
     )
     ax.legend(loc="upper left", fontsize=8)
-    ax_hist.set(xlabel="predicted foreground probability", ylabel="pixels")
+    ax_hist.set(xlabel=labels[0], ylabel=labels[2])
     if any(b.n > 0 for b in curves.values()):
         ax_hist.set_yscale("log")
     return _png(fig)
