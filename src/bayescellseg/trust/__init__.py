@@ -10,6 +10,7 @@ nucleus ``p_correct`` and an out-of-distribution flag, fitted on held-out images
 from bayescellseg.trust.conformal import (
     ReviewRule,
     conformal_quantile,
+    conformal_selection,
     flag_lowest,
     review_threshold,
 )
