@@ -105,3 +105,15 @@ def test_trust_from_summary_needs_a_predicted_score():
     t = trust_from_summary({"predicted_score": 0.4, "ood_score": 2.5, "ood": True}, {3: 0.7})
     assert (t.predicted_score, t.ood_score, t.ood, dict(t.p_correct)) == (0.4, 2.5, True, {3: 0.7})
     assert math.isnan(t.predicted_score_low) and math.isnan(t.predicted_score_high)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("min_quality", 0.0), ("min_quality", 1.5), ("review_alpha", 1.0), ("review_fraction", 0.0)],
+)
+def test_options_refuse_bad_trust_values_up_front(field, value):
+    from bayescellseg.errors import InputError
+    from bayescellseg.evaluation.run import EvaluateOptions
+
+    with pytest.raises(InputError, match=field):
+        EvaluateOptions(**{field: value})

@@ -85,6 +85,13 @@ class EvaluateOptions:
     review_alpha: float = 0.1
     review_fraction: float = 0.2
 
+    def __post_init__(self) -> None:
+        if self.min_quality is not None and not 0.0 < self.min_quality <= 1.0:
+            raise InputError("min_quality", f"must be in (0, 1], got {self.min_quality!r}")
+        for name in ("review_alpha", "review_fraction"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise InputError(name, f"must be in (0, 1), got {getattr(self, name)!r}")
+
     def trust_request(self, model: TrustModel | None) -> TrustRequest:
         """What to measure of the trust signals, with the trust models (None: unknown)."""
         return TrustRequest(model, self.min_quality, self.review_alpha, self.review_fraction)

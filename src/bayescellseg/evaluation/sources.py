@@ -3,7 +3,9 @@
 A prediction folder holds, per image ``name`` (see :mod:`bayescellseg.prediction_folder`):
 ``name_labels.tif`` (required), ``name_probability.tif``, ``name_entropy.tif``,
 ``name_aleatoric.tif``, ``name_epistemic.tif``, ``name_nuclei.csv`` and ``name_summary.json``
-(each optional; the calibration and uncertainty metrics that need a missing file are skipped).
+(each optional; the calibration and uncertainty metrics that need a missing file are skipped);
+the trust signals are read from the summary's ``predicted_score``, ... and the nucleus table's
+``p_correct`` column when ``predict`` wrote them (:mod:`bayescellseg.evaluation.trusted`).
 Truth is matched by name: the prediction ``name`` is scored against the truth sample whose ID is
 ``name`` (DSB2018 layout, label-image folder or Kaggle run-length CSV).
 """
