@@ -39,7 +39,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -57,6 +56,7 @@ from bayescellseg.inference.result import PredictedMaps
 from bayescellseg.inference.sampling import ImageSamples
 from bayescellseg.inference.segmenter import PredictSettings, Segmenter
 from bayescellseg.inference.uncertainty import UncertaintyMaps
+from bayescellseg.io.datasets import SampleRef
 from bayescellseg.metrics.calibration import CalibrationAccumulator, boundary_band
 from bayescellseg.metrics.matching import dsb_score
 from bayescellseg.model.store import write_calibration
@@ -178,7 +178,7 @@ class Collected:
 
 def collect_predictions(
     segmenter: Segmenter,
-    refs: Sequence[Any],
+    refs: Sequence[SampleRef],
     options: CalibrateOptions,
     workdir: Path,
     progress: Progress,
@@ -294,44 +294,59 @@ def _review_tuning(
     return thresholds, nucleus, image, before, notes
 
 
+@dataclass(frozen=True)
+class _Fitted:
+    """The pieces of a finished calibration, for its report."""
+
+    collected: Collected
+    fit: FitSet
+    calibration: tuple[float, float]
+    after: dict[str, CalibrationAccumulator]
+    params: WatershedParams
+    dsb_after: float
+    review: tuple[ReviewThresholds, ThresholdChoice | None, ThresholdChoice, dict, list[str]]
+    notes: list[str]
+
+
 def _report(
     segmenter: Segmenter,
     data_root: Path,
     options: CalibrateOptions,
-    refs: Sequence[Any],
-    fitted: dict[str, Any],
+    refs: Sequence[SampleRef],
+    fitted: _Fitted,
+    seconds: float,
 ) -> CalibrationReport:
-    """The :class:`CalibrationReport` of a finished calibration (``fitted``: its pieces)."""  # fmt: skip
-    review, nucleus, image, review_before, notes = fitted["review"]
+    """The :class:`CalibrationReport` of a finished calibration that took ``seconds``."""
+    review, nucleus, image, review_before, notes = fitted.review
     return CalibrationReport(
         model_dir=str(segmenter.source),
         data_root=str(data_root),
         split=options.split,
         n_images=len(refs),
-        n_samples=int(fitted["fit"].logits.shape[0]),
+        n_samples=int(fitted.fit.logits.shape[0]),
         seed=options.seed,
-        n_fit_pixels=int(fitted["fit"].targets.size),
+        n_fit_pixels=int(fitted.fit.targets.size),
         temperature_before=segmenter.temperature,
-        temperature=fitted["calibration"][0],
+        temperature=fitted.calibration[0],
         bias_before=segmenter.logit_bias,
-        bias=fitted["calibration"][1],
+        bias=fitted.calibration[1],
         fit_region=options.fit_region,
-        calibration_before={k: scores(acc) for k, acc in fitted["before"].items()},
-        calibration_after={k: scores(acc) for k, acc in fitted["after"].items()},
+        calibration_before={k: scores(acc) for k, acc in fitted.collected.before.items()},
+        calibration_after={k: scores(acc) for k, acc in fitted.after.items()},
         watershed_before=segmenter.params,
-        dsb_before=float(np.mean(fitted["dsb_before"])),
-        watershed=fitted["params"],
-        dsb_after=fitted["dsb_after"],
+        dsb_before=float(np.mean(fitted.collected.before_dsb)),
+        watershed=fitted.params,
+        dsb_after=fitted.dsb_after,
         review_before=segmenter.review,
         review=review,
         review_stats_before=review_before,
         nucleus_choice=nucleus,
         image_choice=image,
         quality_target=options.quality_target,
-        seconds=time.perf_counter() - fitted["start"],
+        seconds=seconds,
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         ids_sha256=hashlib.sha256("\n".join(r.id for r in refs).encode()).hexdigest(),
-        notes=tuple(fitted["notes"] + notes),
+        notes=tuple(fitted.notes + notes),
         precision=segmenter.resolved_precision(),
     )
 
@@ -383,12 +398,8 @@ def calibrate_model(
             temperature=calibration[0], logit_bias=calibration[1], postprocess=params
         )
         review = _review_tuning(collected.stored, tuned, options.quality_target)
-    fitted = {
-        "start": start, "fit": fit, "calibration": calibration, "before": collected.before,
-        "after": after, "dsb_before": collected.before_dsb, "params": params,
-        "dsb_after": dsb_after, "review": review, "notes": notes,
-    }  # fmt: skip
-    report = _report(segmenter, data_root, options, refs, fitted)
+    fitted = _Fitted(collected, fit, calibration, after, params, dsb_after, review, notes)
+    report = _report(segmenter, data_root, options, refs, fitted, time.perf_counter() - start)
     if options.write:
         write_calibration(
             segmenter.source,
