@@ -80,6 +80,9 @@ def test_widget_segments_the_selected_layer_into_labels_maps_and_features() -> N
     assert table["index"].tolist() == ids.tolist() == table["label"].tolist()
     assert {"uncertainty", "needs_review", "area_um2", "mean_intensity", "solidity"} <= set(table)
     np.testing.assert_allclose(table["area_um2"], table["area"] * 0.25)
+    # the bundled model's trust.json: p_correct, flagged below 0.5, as in predict
+    assert table["needs_review"].tolist() == (table["p_correct"] < 0.5).tolist()
+    assert 0 <= nuclei.metadata["summary"]["predicted_score"] <= 1
     colours = nuclei.colormap.map(ids)
     for colour, flagged in zip(colours, table["needs_review"], strict=True):
         np.testing.assert_allclose(colour, MAGENTA if flagged else GREEN)

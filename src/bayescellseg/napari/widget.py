@@ -23,10 +23,13 @@ from bayescellseg.napari.layers import segmentation_layers
 
 
 @functools.lru_cache(maxsize=2)
-def _segmenter(model: str, device: str) -> Any:
+def _segmenter(model: str, device: str) -> tuple[Any, Any]:
+    """The Segmenter and its folder's trust models (None without ``trust.json``)."""
     from bayescellseg.inference.segmenter import Segmenter
+    from bayescellseg.trust.model import load_trust
 
-    return Segmenter.load(model or None, device=str(resolve_device(device)))
+    segmenter = Segmenter.load(model or None, device=str(resolve_device(device)))
+    return segmenter, load_trust(segmenter.source)
 
 
 def layer_image(layer: napari.layers.Image) -> np.ndarray:
@@ -72,19 +75,28 @@ def segment_nuclei(
     """
     data = layer_image(image)
     pixel_size = image.metadata.get("pixel_size_um")
-    segmenter = _segmenter(model.strip(), device.strip() or "auto")
+    segmenter, trust = _segmenter(model.strip(), device.strip() or "auto")
     result = segmenter.predict(
         data,
         n_samples=None if samples < 0 else samples,
         tta=tta,
         diameter=diameter_in_pixels(diameter.strip() or None, pixel_size, f"layer {image.name!r}"),
     )
+    extra: dict[str, Any] = {}
+    trust_summary: dict[str, Any] = {}
+    if trust is not None:  # as predict: p_correct, its review flag, the predicted score
+        from bayescellseg.pipelines.trusted import apply_trust
+
+        result, signals = apply_trust(result, trust, segmenter.params.fg_threshold)
+        extra["p_correct"] = signals.p_correct.tolist()
+        trust_summary = signals.summary()
     raw = RawImage(data, "grey" if data.ndim == 2 else "colour")
     planes, names = intensity_planes(raw, data, None)
-    _, rows = result_table(result.labels, result.nuclei, planes, names, pixel_size)
+    _, rows = result_table(result.labels, result.nuclei, planes, names, pixel_size, extra)
     maps = {"probability": result.probability, "epistemic": result.epistemic}
     placement = {"scale": tuple(image.scale[-2:]), "translate": tuple(image.translate[-2:])}
     layers = segmentation_layers(result.labels, rows, maps, image.name, placement)
+    summary = {**result.summary_dict(), **trust_summary}
     for _, meta, _ in layers:
-        meta["metadata"] = {"pixel_size_um": pixel_size, "summary": result.summary_dict()}
+        meta["metadata"] = {"pixel_size_um": pixel_size, "summary": summary}
     return layers
