@@ -80,6 +80,7 @@ def test_pred_folder_trust_fields_give_the_hand_computed_measures(tmp_path):
     assert rows["bad"]["ood"] == "True" and float(rows["bad"]["dsb"]) == 0.0
     html = (out / "report.html").read_text()
     assert "Trust signals against truth" in html and "Reliability of the nucleus p_correct" in html
+    assert "predicted DSB score 0.300 [0.100, 0.500]; OOD" in html  # the gallery's subtitle
     for name in ("trust_scores.png", "trust_reliability.png", "trust_ood.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

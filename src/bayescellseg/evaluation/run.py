@@ -173,6 +173,11 @@ def _entry(item: EvalItem, record: ImageRecord) -> GalleryEntry:
         f"{row['n_true']} true / {row['n_pred']} predicted nuclei; "
         f"image uncertainty {row['image_uncertainty']:.4g}"
     )
+    t = record.trust
+    if t is not None:
+        subtitle += (f"; predicted DSB score {t.predicted_score:.3f} "
+                     f"[{t.predicted_score_low:.3f}, {t.predicted_score_high:.3f}]"
+                     + ("; OOD" if t.ood else ""))  # fmt: skip
     return GalleryEntry(item.id, subtitle, render_panels(item, unmatched))
 
 
