@@ -17,8 +17,9 @@ import tifffile
 
 from bayescellseg.io.images import load_image, read_label_image
 from bayescellseg.napari.layers import LayerData, segmentation_layers
+from bayescellseg.prediction_folder import LABELS_SUFFIX, NUCLEI_SUFFIX, map_path
 
-_LABELS = "_labels.tif"
+_LABELS = LABELS_SUFFIX
 
 
 def _number(text: str) -> Any:
@@ -48,11 +49,11 @@ def image_layers(labels_path: Path) -> list[LayerData]:
     pixel = load_image(labels_path).pixel_size
     maps = {}
     for key in ("probability", "epistemic"):
-        path = folder / f"{stem}_{key}.tif"
+        path = map_path(folder, stem, key)
         if path.is_file():
             maps[key] = tifffile.imread(path)
     placement = {"scale": (pixel.y, pixel.x)} if pixel is not None else {}
-    rows = read_table(folder / f"{stem}_nuclei.csv")
+    rows = read_table(folder / f"{stem}{NUCLEI_SUFFIX}")
     layers = segmentation_layers(labels, rows, maps, stem, placement)
     for _, meta, _ in layers:
         meta["metadata"] = {"pixel_size_um": None if pixel is None else pixel.x}
