@@ -7,11 +7,9 @@ import pytest
 
 from bayescellseg.metrics.calibration import (
     CalibrationAccumulator,
-    apply_temperature,
     boundary_band,
     brier,
     ece,
-    fit_temperature,
     nll,
     reliability_bins,
 )
@@ -118,28 +116,3 @@ def test_boundary_band_sees_contacts_only_with_labels() -> None:
     assert not boundary_band(labels > 0, width=1)[5, 9]
     with pytest.raises(ValueError, match="width"):
         boundary_band(labels, width=0)
-
-
-def test_fit_temperature_recovers_known_temperature() -> None:
-    rng = np.random.default_rng(1)
-    z = rng.normal(0.0, 4.0, 200_000)
-    y = rng.uniform(size=z.size) < 1.0 / (1.0 + np.exp(-z / 2.0))  # true T = 2
-    t = fit_temperature(z, y)
-    assert t == pytest.approx(2.0, abs=0.08)
-    y1 = rng.uniform(size=z.size) < 1.0 / (1.0 + np.exp(-z))  # already calibrated
-    assert fit_temperature(z, y1, max_samples=50_000, seed=3) == pytest.approx(1.0, abs=0.06)
-    # scaling by the fitted T lowers the NLL of the over-confident logits
-    p_raw = 1 / (1 + np.exp(-z))
-    p_cal = 1 / (1 + np.exp(-apply_temperature(z, t)))
-    assert nll(p_cal, y) < nll(p_raw, y)
-
-
-def test_apply_temperature() -> None:
-    z = np.array([[-4.0, 2.0]], np.float32)
-    out = apply_temperature(z, 2.0)
-    assert out.dtype == np.float32 and out.tolist() == [[-2.0, 1.0]]
-    assert z.tolist() == [[-4.0, 2.0]]
-    with pytest.raises(ValueError, match="positive"):
-        apply_temperature(z, 0.0)
-    with pytest.raises(ValueError):
-        fit_temperature(z, np.array([[0, 1]]), bounds=(2.0, 1.0))

@@ -1,5 +1,6 @@
-"""Calibration of a binary (foreground) probability: ECE, reliability bins, Brier, NLL,
-temperature scaling, and a streaming accumulator for evaluating many images.
+"""Calibration of a binary (foreground) probability: ECE, reliability bins, Brier, NLL
+and a streaming accumulator for evaluating many images (the temperature fit is
+:mod:`bayescellseg.evaluation.temperature`).
 
 All functions take a probability map ``prob`` in [0, 1], a binary ``target`` of the same
 shape (bool or 0/1) and an optional boolean ``mask`` selecting the pixels to score.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, optimize
+from scipy import ndimage
 from skimage.segmentation import find_boundaries
 
 
@@ -315,92 +316,3 @@ def boundary_band(labels_or_fg: np.ndarray, width: int = 3) -> np.ndarray:
     if not boundary.any():
         return np.zeros(labels.shape, bool)
     return ndimage.distance_transform_edt(~boundary) < width
-
-
-def _sigmoid_nll(z: np.ndarray, y: np.ndarray) -> float:
-    """Mean of ``softplus(z) - y z`` (stable binary cross-entropy from logits)."""
-    return float(np.mean(np.logaddexp(0.0, z) - y * z))
-
-
-def fit_temperature(
-    logits: np.ndarray,
-    targets: np.ndarray,
-    mask: np.ndarray | None = None,
-    bounds: tuple[float, float] = (0.05, 20.0),
-    max_samples: int | None = 2_000_000,
-    seed: int = 0,
-) -> float:
-    """Temperature scaling: the scalar ``T > 0`` minimising the NLL of ``sigmoid(logits / T)``.
-
-    ``T* = argmin_T mean_i [log(1 + exp(z_i / T)) - y_i z_i / T]``, found with
-    :func:`scipy.optimize.minimize_scalar` (bounded) over ``log T`` in ``log(bounds)``. The
-    NLL is convex in ``1 / T``, so the 1-D search finds the global minimum. ``T > 1`` softens
-    over-confident predictions. With constant targets the optimum lies at a bound.
-
-    Args:
-        logits: Foreground logits (any shape).
-        targets: Binary truth of the same shape.
-        mask: Optional boolean mask of the pixels to use.
-        bounds: Search interval for ``T``.
-        max_samples: Use a random subsample of at most this many pixels (None = all).
-        seed: Seed of the subsample.
-
-    Returns:
-        The fitted temperature.
-
-    Raises:
-        ValueError: On shape mismatch, non-finite logits, non-binary targets, bad bounds or
-            no pixel selected.
-    """
-    z = np.asarray(logits)
-    y = np.asarray(targets)
-    if z.shape != y.shape:
-        raise ValueError(f"logits and targets differ in shape: {z.shape} vs {y.shape}")
-    if mask is not None:
-        m = np.asarray(mask)
-        if m.shape != z.shape or m.dtype != bool:
-            raise ValueError("mask must be a boolean array of the logits' shape")
-        z, y = z[m], y[m]
-    z = z.astype(np.float64).reshape(-1)
-    y = y.astype(np.float64).reshape(-1)
-    if z.size == 0:
-        raise ValueError("no pixels to fit the temperature on")
-    if not np.all(np.isfinite(z)):
-        raise ValueError("logits must be finite")
-    if not np.all((y == 0.0) | (y == 1.0)):
-        raise ValueError("targets must be binary (bool or 0/1)")
-    lo, hi = float(bounds[0]), float(bounds[1])
-    if not 0.0 < lo < hi:
-        raise ValueError(f"bounds must satisfy 0 < low < high, got {bounds}")
-    if max_samples is not None and z.size > max_samples:
-        pick = np.random.default_rng(seed).choice(z.size, size=int(max_samples), replace=False)
-        z, y = z[pick], y[pick]
-    res = optimize.minimize_scalar(
-        lambda log_t: _sigmoid_nll(z / np.exp(log_t), y),
-        bounds=(np.log(lo), np.log(hi)),
-        method="bounded",
-        options={"xatol": 1e-5},
-    )
-    return float(np.exp(res.x))
-
-
-def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Scaled logits ``logits / T`` (apply a sigmoid to get calibrated probabilities).
-
-    Args:
-        logits: Logits (any shape); float dtypes are kept, others become float64.
-        temperature: ``T > 0`` from :func:`fit_temperature`.
-
-    Returns:
-        A new array ``logits / T``.
-
-    Raises:
-        ValueError: If ``T`` is not a positive finite number.
-    """
-    t = float(temperature)
-    if not np.isfinite(t) or t <= 0:
-        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
-    z = np.asarray(logits)
-    if not np.issubdtype(z.dtype, np.floating):
-        z = z.astype(np.float64)
-    return (z / z.dtype.type(t)).astype(z.dtype, copy=False)
