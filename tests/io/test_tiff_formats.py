@@ -182,6 +182,7 @@ def test_length_parsing() -> None:
     assert diameter_in_pixels("0.008mm", 0.5) == pytest.approx(16.0)
     assert diameter_in_pixels("45", None) == 45.0 and diameter_in_pixels("auto", None) == "auto"
     assert diameter_in_pixels(None, 0.5) is None
+    assert diameter_in_pixels("none", 0.5) is None and diameter_in_pixels(" Auto", None) == "auto"
 
 
 @pytest.mark.parametrize(

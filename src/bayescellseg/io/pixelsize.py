@@ -198,7 +198,8 @@ def pixel_size_argument(text: str | float) -> float:
 def diameter_in_pixels(
     diameter: str | float | None, pixel_size_um: float | None, source: str = "image"
 ) -> float | str | None:
-    """Resolve ``--diameter``: None, ``"auto"``, pixels (``45``, ``45px``) or a length (``8um``).
+    """Resolve ``--diameter``: None or ``"none"`` (no resizing), ``"auto"``, pixels (``45``,
+    ``45px``) or a length (``8um``).
 
     Args:
         diameter: The value given.
@@ -206,13 +207,15 @@ def diameter_in_pixels(
         source: The image, named in the error when a length cannot be converted.
 
     Returns:
-        None, ``"auto"`` or the diameter in pixels.
+        None (no resizing), ``"auto"`` or the diameter in pixels.
 
     Raises:
         InputError: A malformed value, or a length for an image whose pixel size is unknown.
     """
-    if diameter is None or diameter == "auto":
-        return diameter
+    if isinstance(diameter, str) and diameter.strip().lower() in ("auto", "none"):
+        return None if diameter.strip().lower() == "none" else "auto"
+    if diameter is None:
+        return None
     value, unit = parse_length(diameter, "--diameter")
     if unit in (None, "px"):
         return value

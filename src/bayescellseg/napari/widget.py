@@ -52,7 +52,7 @@ def segment_nuclei(
     image: napari.layers.Image,
     model: Annotated[str, {"label": "model folder (empty: bundled)"}] = "",
     samples: Annotated[int, {"min": -1, "label": "samples (-1: model default)"}] = -1,
-    diameter: Annotated[str, {"label": "diameter (px, 8um, auto; empty: none)"}] = "",
+    diameter: Annotated[str, {"label": "diameter (px, 8um, auto or none)"}] = "auto",
     tta: bool = False,
     device: str = "auto",
 ) -> list[napari.types.LayerDataTuple]:
@@ -63,7 +63,9 @@ def segment_nuclei(
             plugin's reader), if any, gives the um columns and lets ``diameter`` be a length.
         model: A model folder; empty: the bundled model.
         samples: Stochastic samples (-1: the model's default; 0: one deterministic pass).
-        diameter: Typical nucleus diameter (``45``, ``8um``, ``auto``); empty: no resizing.
+        diameter: Typical nucleus diameter (``45``, ``8um``), ``auto`` (the default, as in
+            ``predict``: measured, resized only when far off the model's size) or ``none``
+            (empty: none).
         tta: Cross the samples with the 8 flips / rotations (8x slower).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
 

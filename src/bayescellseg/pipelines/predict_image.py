@@ -198,10 +198,7 @@ def _read(job: ImageJob, path: Path) -> tuple[LoadedImage, float | None, str | N
     reading = job.reading
     loaded = load_image(path, channel=reading.channel, channels=reading.channels)
     px, px_source = _pixel_size(loaded, reading)
-    diameter = reading.diameter
-    if isinstance(diameter, str) and diameter.strip().lower() == "none":
-        diameter = None
-    return loaded, px, px_source, diameter_in_pixels(diameter, px, str(path))
+    return loaded, px, px_source, diameter_in_pixels(reading.diameter, px, str(path))
 
 
 def _segment_and_write(job: ImageJob, path: Path) -> dict[str, Any]:
