@@ -14,6 +14,7 @@ import roifile
 import tifffile
 
 from bayescellseg.cli import EXIT_INPUTS_FAILED, EXIT_OK, EXIT_USAGE, main
+from bayescellseg.inference.device import resolve_device
 from bayescellseg.io.images import read_label_image
 from bayescellseg.samples import sample_root
 from bayescellseg.trust.signals import SUMMARY_COLUMNS as TRUST_COLUMNS
@@ -148,7 +149,9 @@ def test_min_quality_on_bundled_samples_writes_scores_flags_and_the_statement(
         assert float(row["predicted_score"]) <= float(row["predicted_score_high"])
         certified = "not certified to reach DSB score 0.5" in row["reasons"]
         assert row["needs_review"] == ("True" if certified or row["ood"] == "True" else "False")
-    rule = json.loads((out / "run_config.json").read_text())["review_rule"]
+    run = json.loads((out / "run_config.json").read_text())
+    assert run["device"] == run["options"]["device"] == str(resolve_device("auto"))
+    rule = run["review_rule"]
     assert rule["min_quality"] == 0.5 and rule["n_images"] == 2
     assert "have a DSB score >= 0.5, on data like the calibration data" in rule["statement"]
     assert rule["statement"] in printed
