@@ -22,7 +22,7 @@ __all__ = [
 #: What ``diameter`` is when none is given: each image's nuclei are measured and the image is
 #: resized only when they lie outside the size range the model handles (see
 #: :data:`~bayescellseg.inference.rescale.AUTO_RANGE`). On 40 validation images resized by 0.5,
-#: 1, 2 and 4 this scored 0.478 / 0.543 / 0.512 / see docs/study.md, against 0.453 / 0.536 /
+#: 1, 2 and 4 this scored 0.478 / 0.543 / 0.512 / 0.493, against 0.453 / 0.536 /
 #: 0.441 / 0.259 without resizing (``experiments/diameter_study.py``).
 DEFAULT_DIAMETER = "auto"
 
