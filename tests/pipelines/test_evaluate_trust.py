@@ -130,3 +130,20 @@ def test_model_run_on_two_bundled_samples_writes_the_trust_block(tmp_path):
     assert trust["overall"]["review"]["n_flagged"] + trust["overall"]["review"]["n_unflagged"] == 2
     config = json.loads((out / "evaluate_config.json").read_text())
     assert config["trust"].endswith("trust.json")
+
+
+def test_cli_flags_reach_the_trust_block(tmp_path, capsys):
+    from bayescellseg.cli import main
+
+    truth, pred = trusted_folder(tmp_path)
+    (pred / "run_config.json").write_text(json.dumps({"model": str(bundled_model_path())}))
+    out = tmp_path / "r"
+    base = ["evaluate", "--pred", str(pred), "--truth", str(truth), "--out", str(out)]
+    assert main([*base, "--min-quality", "0.5", "--review-alpha", "0.2",
+                 "--review-fraction", "0.5"]) == 0  # fmt: skip
+    trust = json.loads((out / "metrics.json").read_text())["trust"]
+    assert (trust["min_quality"], trust["alpha"], trust["review_fraction"]) == (0.5, 0.2, 0.5)
+    assert trust["overall"]["review"]["n_flagged"] == 1
+    with pytest.raises(SystemExit):
+        main([*base, "--overwrite", "--review-alpha", "1.5"])
+    assert "--review-alpha" in capsys.readouterr().err
