@@ -10,16 +10,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from bayescellseg.cli import predict
 from bayescellseg.cli.console import console
+from bayescellseg.cli.predict import load_segmenter
 from bayescellseg.evaluation.calibration_report import format_calibration
 from bayescellseg.evaluation.run import EvaluateOptions
 from bayescellseg.inference.arguments import DEFAULT_DIAMETER
-from bayescellseg.inference.segmenter import Segmenter
+from bayescellseg.inference.device import DEVICE_HELP
 from bayescellseg.io.check import format_reports
 from bayescellseg.pipelines.calibrate import CalibrateOptions, calibrate_model
 from bayescellseg.pipelines.check import check_datasets
 from bayescellseg.pipelines.evaluate import evaluate_model, evaluate_predictions
-from bayescellseg.pipelines.predict import PredictOptions, predict_batch
 
 PRECISION_HELP = (
     "precision of the network: auto (default: bf16 autocast + channels-last on CPUs with "
@@ -38,22 +39,6 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
         reports = check_datasets(args.path, progress)
     print(format_reports(reports))
     return 1 if any(r.problems for r in reports) else 0
-
-
-def _cmd_predict(args: argparse.Namespace) -> int:
-    options = PredictOptions(
-        n_samples=args.samples,
-        tta=args.tta,
-        tile_size=args.tile,
-        overwrite=args.overwrite,
-        seed=args.seed,
-        diameter=args.diameter,
-        resume=args.resume,
-    )
-    segmenter = Segmenter.load(args.model, device=args.device, precision=args.precision)
-    with console(args.quiet) as progress:
-        summary = predict_batch(segmenter, args.inputs, args.out, options, progress)
-    return 1 if summary.n_failed else 0
 
 
 def _usage(problem: str) -> int:
@@ -84,7 +69,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return 1 if metrics.get("failures") else 0
     if not args.data:
         return _usage("give either --pred DIR --truth PATH, or --model DIR --data PATH")
-    segmenter = Segmenter.load(args.model, device=args.device, precision=args.precision)
+    segmenter = load_segmenter(args)
     with console(args.quiet) as progress:
         metrics = evaluate_model(segmenter, args.data, args.out, options, progress)
     return 1 if metrics.get("failures") else 0
@@ -114,7 +99,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         quality_target=args.quality_target,
         write=not args.dry_run,
     )
-    segmenter = Segmenter.load(args.model, device=args.device, precision=args.precision)
+    segmenter = load_segmenter(args)
     with console(args.quiet) as progress:
         report = calibrate_model(segmenter, args.data, options, progress)
     print(format_calibration(report))
@@ -147,33 +132,8 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_predict_parser(sub: argparse._SubParsersAction) -> None:
-    """The ``predict`` subcommand."""
-    pr = sub.add_parser("predict", help="segment images and report their uncertainty")
-    pr.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
-    pr.add_argument(
-        "--model", type=Path, default=None, help="model folder (default: bundled model)"
-    )
-    pr.add_argument("--out", type=Path, required=True, help="output folder")
-    pr.add_argument(
-        "--samples",
-        type=int,
-        default=None,
-        help="stochastic samples T (default: model's; 0 = one deterministic pass)",
-    )
-    pr.add_argument("--tta", action="store_true", help="cross samples with the 8 flips/rotations")
-    pr.add_argument("--tile", type=int, default=512, help="tile size for large images")
-    pr.add_argument("--device", default="cpu")
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    pr.add_argument(
-        "--resume",
-        action="store_true",
-        help="finish an interrupted batch in --out: keep images whose outputs are complete, "
-        "redo the others (same model and options)",
-    )
-    pr.add_argument("--diameter", default=DEFAULT_DIAMETER, help=DIAMETER_HELP)
-    _add_common(pr)
-    pr.set_defaults(func=_cmd_predict)
+    """The ``predict`` subcommand (:mod:`bayescellseg.cli.predict`)."""
+    predict.add_predict_parser(sub, _add_common)
 
 
 def _open_unit_interval(text: str) -> float:
@@ -203,7 +163,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--tta", action="store_true")
     ev.add_argument("--limit", type=int, default=None, help="score only the first N images")
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--device", default="auto", help=DEVICE_HELP)
     ev.add_argument("--out", type=Path, required=True, help="report folder")
     ev.add_argument("--overwrite", action="store_true")
     ev.add_argument("--diameter", default=DEFAULT_DIAMETER, help=DIAMETER_HELP + " (with --model)")
@@ -253,7 +213,7 @@ def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
     ca.add_argument("--limit", type=int, default=None, help="use only the first N images")
     ca.add_argument("--seed", type=int, default=0)
     ca.add_argument("--tile", type=int, default=512, help="tile size for large images (as predict)")
-    ca.add_argument("--device", default="cpu")
+    ca.add_argument("--device", default="auto", help=DEVICE_HELP)
     ca.add_argument(
         "--fit-region",
         dest="fit_region",
