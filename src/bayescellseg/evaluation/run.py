@@ -12,18 +12,13 @@ existing one is refused up-front (before any work) unless ``overwrite`` is set.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import math
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from bayescellseg import __version__
 from bayescellseg.errors import InputError
@@ -35,6 +30,7 @@ from bayescellseg.evaluation.trust_report import TRUST_FIGURE_FILES, trust_figur
 from bayescellseg.evaluation.trusted import ScoredTrust, TrustRequest, trust_block
 from bayescellseg.inference.arguments import DEFAULT_DIAMETER
 from bayescellseg.io.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from bayescellseg.io.tables import csv_text, json_safe
 from bayescellseg.progress import NoProgress, Progress
 from bayescellseg.report.html import GalleryEntry, render_report
 from bayescellseg.trust.model import TrustModel
@@ -121,36 +117,9 @@ def check_outputs(out_dir: Path, overwrite: bool) -> None:
             raise FileExistsError(f"{path}: exists, pass overwrite=True to replace the report")
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: nan/inf -> None, numpy scalars -> Python, tuples -> lists."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return "" if value is None else value
-
-
 def per_image_csv(records: Sequence[ImageRecord]) -> str:
     """``per_image.csv`` text: one row per image, columns :func:`per_image_columns`."""
-    columns = per_image_columns(records)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for record in records:
-        writer.writerow({k: _csv_cell(record.row.get(k)) for k in columns})
-    return buffer.getvalue()
+    return csv_text(per_image_columns(records), (r.row for r in records))
 
 
 def scored_trust(records: Sequence[ImageRecord]) -> list[ScoredTrust]:
@@ -235,7 +204,7 @@ def write_report(
             f"{f.id}: {f.problem}" for f in state.failures[:5]))  # fmt: skip
     scored = scored_trust(records)
     block = trust_block(scored, len(records), trust or TrustRequest())
-    metrics = _clean({**state.evaluator.metrics(), "trust": block, **extra,
+    metrics = json_safe({**state.evaluator.metrics(), "trust": block, **extra,
                       "failures": [vars(f) for f in state.failures]})  # fmt: skip
     figs = figures(state.evaluator)
     trust_figs = trust_figures(scored, metrics["trust"])
@@ -244,7 +213,7 @@ def write_report(
         write_bytes_atomic(out_dir / name, png, overwrite)
     write_text_atomic(out_dir / "per_image.csv", per_image_csv(state.evaluator.records), overwrite)
     write_json_atomic(out_dir / "metrics.json", metrics, overwrite)
-    write_json_atomic(out_dir / "evaluate_config.json", _clean(config), overwrite)
+    write_json_atomic(out_dir / "evaluate_config.json", json_safe(config), overwrite)
     galleries = {
         "Most uncertain images": state.most_uncertain.entries(),
         "Worst images (lowest DSB score)": state.worst.entries(),

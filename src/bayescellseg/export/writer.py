@@ -16,9 +16,6 @@ per-image ``NAME_summary.json`` is not part of the choice: the pipeline always w
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +32,7 @@ from bayescellseg.io.atomic import write_text_atomic
 from bayescellseg.io.channels import RawImage, intensity_planes
 from bayescellseg.io.imagej import write_imagej_tiff
 from bayescellseg.io.images import LoadedImage, to_rgb_float, write_png
+from bayescellseg.io.tables import csv_text
 from bayescellseg.prediction_folder import MAP_NAMES, SAVE_SUFFIXES, output_paths
 
 MAPS = MAP_NAMES
@@ -112,20 +110,6 @@ def export_paths(out_dir: str | Path, stem: str, save: Iterable[str]) -> dict[st
     return paths
 
 
-def _table_csv(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
-    def cell(value: Any) -> Any:
-        if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.6g}"
-        return "" if value is None else value
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: cell(row.get(k)) for k in columns})
-    return buffer.getvalue()
-
-
 def _image_parts(image: LoadedImage | np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """(H, W, 3) float image for the overlay, and the intensity planes with their names."""
     if isinstance(image, LoadedImage):
@@ -172,7 +156,7 @@ def _writers(
     writers: dict[str, Callable[[Path], None]] = {
         "labels": lambda p: write_imagej_tiff(p, result.labels, px, over, labels=True),
         "overlay": lambda p: write_png(p, _overlay(rgb, result, options.review_threshold), over),
-        "csv": lambda p: write_text_atomic(p, _table_csv(columns(), rows()), over),
+        "csv": lambda p: write_text_atomic(p, csv_text(columns(), rows()), over),
         "geojson": lambda p: write_geojson(p, feature_collection(outlines(), rows(), px), over),
         "rois": lambda p: write_roi_zip(p, outlines(), over),
     }

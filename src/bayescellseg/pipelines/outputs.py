@@ -8,9 +8,6 @@ moved into the output folder together (:mod:`~bayescellseg.pipelines.outdir`).
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +17,6 @@ from bayescellseg.export.writer import ResultLike
 from bayescellseg.io.atomic import write_json_atomic
 from bayescellseg.io.images import LoadedImage
 from bayescellseg.prediction_folder import SUMMARY_SUFFIX
-
-
-def fmt(value: Any) -> Any:
-    """A CSV cell: floats with 6 significant digits, NaN and None empty."""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    if value is None:
-        return ""
-    return value
-
-
-def csv_text(columns: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -> str:
-    """CSV text of ``rows`` (dicts) with a header of ``columns`` (cells by :func:`fmt`)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: fmt(row.get(k)) for k in columns})
-    return buffer.getvalue()
 
 
 def write_image_outputs(

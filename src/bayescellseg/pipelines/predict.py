@@ -40,9 +40,9 @@ from bayescellseg import __version__
 from bayescellseg.errors import OutputError
 from bayescellseg.inference.segmenter import Segmenter
 from bayescellseg.io.atomic import write_json_atomic, write_text_atomic
+from bayescellseg.io.tables import csv_cell, csv_text
 from bayescellseg.pipelines import outdir, resume
 from bayescellseg.pipelines.inputs import scan_inputs
-from bayescellseg.pipelines.outputs import csv_text, fmt
 from bayescellseg.pipelines.predict_image import (
     SUMMARY_COLUMNS,
     TRUSTED_SUMMARY_COLUMNS,
@@ -238,10 +238,10 @@ def _log_image(prefix: str, problem: str | None, batch: BatchSummary) -> None:
     review = "  NEEDS REVIEW" if row["needs_review"] else ""
     took = "kept from the interrupted run" if row["seconds"] is None else f"{row['seconds']:.1f} s"
     score = row.get("predicted_score")
-    predicted = "" if score is None else f", predicted score {fmt(score)}"
+    predicted = "" if score is None else f", predicted score {csv_cell(score)}"
     log.info(
         "%s: %s nuclei, uncertainty %s%s, %s%s",
-        prefix, row["n_nuclei"], fmt(row["uncertainty"]), predicted, took, review,
+        prefix, row["n_nuclei"], csv_cell(row["uncertainty"]), predicted, took, review,
     )  # fmt: skip
 
 

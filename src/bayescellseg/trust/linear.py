@@ -7,7 +7,7 @@ and keep everything they need in :meth:`to_dict`, so a model folder can carry th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from scipy import optimize
@@ -66,7 +66,31 @@ class Standardizer:
 
 
 @dataclass(frozen=True)
-class RidgeModel:
+class _LinearModel:
+    """``intercept + z @ coef`` on standardised features ``z``, stored as plain JSON."""
+
+    standardizer: Standardizer
+    coef: np.ndarray
+    intercept: float
+
+    def linear(self, x: np.ndarray) -> np.ndarray:
+        """(n,) linear predictor for (n, k) features."""
+        return self.intercept + self.standardizer(x) @ self.coef
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"standardizer": self.standardizer.to_dict(), "coef": self.coef.tolist(),
+                "intercept": self.intercept}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Inverse of :meth:`to_dict`."""
+        return cls(Standardizer.from_dict(data["standardizer"]),
+                   np.asarray(data["coef"], np.float64), float(data["intercept"]))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RidgeModel(_LinearModel):
     """``y = intercept + z @ coef`` on standardised features ``z``.
 
     Attributes:
@@ -74,10 +98,6 @@ class RidgeModel:
         coef: (k,) coefficients.
         intercept: Intercept.
     """
-
-    standardizer: Standardizer
-    coef: np.ndarray
-    intercept: float
 
     @classmethod
     def fit(
@@ -107,22 +127,11 @@ class RidgeModel:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(n,) predictions for (n, k) features."""
-        return self.intercept + self.standardizer(x) @ self.coef
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {"standardizer": self.standardizer.to_dict(), "coef": self.coef.tolist(),
-                "intercept": self.intercept}  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RidgeModel:
-        """Inverse of :meth:`to_dict`."""
-        return cls(Standardizer.from_dict(data["standardizer"]),
-                   np.asarray(data["coef"], np.float64), float(data["intercept"]))  # fmt: skip
+        return self.linear(x)
 
 
 @dataclass(frozen=True)
-class LogisticModel:
+class LogisticModel(_LinearModel):
     """``P(y = 1) = sigmoid(intercept + z @ coef)`` on standardised features ``z``.
 
     Attributes:
@@ -130,10 +139,6 @@ class LogisticModel:
         coef: (k,) coefficients.
         intercept: Intercept.
     """
-
-    standardizer: Standardizer
-    coef: np.ndarray
-    intercept: float
 
     @classmethod
     def fit(
@@ -169,15 +174,4 @@ class LogisticModel:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(n,) probabilities of the positive class."""
-        return expit(self.intercept + self.standardizer(x) @ self.coef)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {"standardizer": self.standardizer.to_dict(), "coef": self.coef.tolist(),
-                "intercept": self.intercept}  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LogisticModel:
-        """Inverse of :meth:`to_dict`."""
-        return cls(Standardizer.from_dict(data["standardizer"]),
-                   np.asarray(data["coef"], np.float64), float(data["intercept"]))  # fmt: skip
+        return expit(self.linear(x))
