@@ -15,7 +15,7 @@ from bayescellseg.model.config import ModelConfig
 from bayescellseg.model.store import load_model, update_extras
 from bayescellseg.train import members, steps
 from bayescellseg.train.history import LOG_COLUMNS
-from bayescellseg.train.trainer import fit
+from bayescellseg.train.trainer import _runtime, fit
 from bayescellseg.train.validation import validate
 from tests.train.helpers import synthetic_samples, tiny_config
 
@@ -310,3 +310,9 @@ def test_resume_exports_an_ensemble_stopped_before_its_export(tmp_path, data, mo
     loaded = load_model(tmp_path / "m")
     assert len(loaded.model.members) == 2
     assert [r["member"] for r in _log(tmp_path / "m")] == ["0", "1"]  # nothing trained again
+
+
+def test_cpu_training_uses_the_default_layout_unless_asked() -> None:
+    """channels-last is off by default on CPU (slower for bf16 here), on when asked."""
+    assert _runtime(tiny_config()).channels_last is False
+    assert _runtime(tiny_config(channels_last=True)).channels_last is True

@@ -191,7 +191,7 @@ def _start_member(
     """Put ``net`` on the device and build its optimiser; restore a resumed member's state."""
     config, rt = run.config, run.rt
     net.to(rt.device)
-    if config.channels_last:
+    if rt.channels_last:
         net.to(memory_format=torch.channels_last)
     opt = make_optimizer(net, config)
     sched = make_scheduler(opt, config)
