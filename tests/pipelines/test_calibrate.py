@@ -238,6 +238,20 @@ def test_dry_run_and_all_images(setup, capsys):
     assert "calibration" not in load_model(model_dir).extras
 
 
+def test_several_folders_are_pooled_into_one_fit(setup, tmp_path):
+    """Two folders: every image of both is fitted on (the limit applies per folder)."""
+    model_dir, root, _ = setup
+    other = tmp_path / "other"
+    shutil.copytree(root, other)
+    one = calibrate(model_dir, root, split=None, write=False, limit=2)
+    both = calibrate(model_dir, [root, other], split=None, write=False, limit=2)
+    assert (one.n_images, both.n_images) == (2, 4)
+    assert both.calibration_before["all"]["n"] == 2 * one.calibration_before["all"]["n"]
+    assert both.data_root == f"{root}, {other}"
+    with pytest.raises(InputError, match="no dataset folder"):
+        calibrate(model_dir, [], split=None, write=False)
+
+
 def test_bad_inputs(setup, tmp_path):
     model_dir, root, split = setup
     with pytest.raises(InputError, match="model folder not found"):

@@ -192,8 +192,10 @@ def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
     ca.add_argument(
         "--data",
         type=Path,
+        nargs="+",
         required=True,
-        help="DSB2018 stage1_train (or any dataset with --split all)",
+        help="DSB2018 stage1_train (or any dataset with --split all); several folders are "
+        "pooled into one fit",
     )
     ca.add_argument(
         "--split",
@@ -210,7 +212,9 @@ def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
     ca.add_argument(
         "--samples", type=int, default=None, help="stochastic samples T (default: model's)"
     )
-    ca.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    ca.add_argument(
+        "--limit", type=int, default=None, help="use only the first N images (of each folder)"
+    )
     ca.add_argument("--seed", type=int, default=0)
     ca.add_argument("--tile", type=int, default=512, help="tile size for large images (as predict)")
     ca.add_argument("--device", default="auto", help=DEVICE_HELP)

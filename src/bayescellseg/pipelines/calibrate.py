@@ -310,7 +310,7 @@ class _Fitted:
 
 def _report(
     segmenter: Segmenter,
-    data_root: Path,
+    data_roots: Sequence[Path],
     options: CalibrateOptions,
     refs: Sequence[SampleRef],
     fitted: _Fitted,
@@ -320,7 +320,7 @@ def _report(
     review, nucleus, image, review_before, notes = fitted.review
     return CalibrationReport(
         model_dir=str(segmenter.source),
-        data_root=str(data_root),
+        data_root=", ".join(str(root) for root in data_roots),
         split=options.split,
         n_images=len(refs),
         n_samples=int(fitted.fit.logits.shape[0]),
@@ -353,7 +353,7 @@ def _report(
 
 def calibrate_model(
     segmenter: Segmenter,
-    data_root: str | Path,
+    data_root: str | Path | Sequence[str | Path],
     options: CalibrateOptions | None = None,
     progress: Progress | None = None,
 ) -> CalibrationReport:
@@ -362,7 +362,9 @@ def calibrate_model(
     Args:
         segmenter: The model, loaded from its folder (``segmenter.source``, where
             ``calibration.json`` is written).
-        data_root: A dataset folder (the model's split part of it, or every image).
+        data_root: A dataset folder (the model's split part of it, or every image), or
+            several: their images are pooled into one fit (e.g. the held-out parts of every
+            training source, so that the calibration is not one source's).
         options: What to fit on and how.
         progress: Told about every predicted image.
 
@@ -376,11 +378,17 @@ def calibrate_model(
     start = time.perf_counter()
     if options.write and segmenter.source is None:
         raise InputError("model", "has no model folder to write calibration.json to")
-    data_root = Path(data_root)
+    roots = [Path(data_root)] if isinstance(data_root, str | Path) else [Path(r) for r in data_root]
+    if not roots:
+        raise InputError("data_root", "no dataset folder given")
     training = segmenter.extras.get("training") or {}
-    refs = select_refs(
-        data_root, options.split, segmenter.source, training, options.split_file, options.limit
-    )
+    refs = [
+        ref
+        for root in roots
+        for ref in select_refs(
+            root, options.split, segmenter.source, training, options.split_file, options.limit
+        )
+    ]
     with tempfile.TemporaryDirectory(prefix="bayescellseg-calibrate-") as tmp:
         progress = progress or NoProgress()
         collected = collect_predictions(segmenter, refs, options, Path(tmp), progress)
@@ -399,7 +407,7 @@ def calibrate_model(
         )
         review = _review_tuning(collected.stored, tuned, options.quality_target)
     fitted = _Fitted(collected, fit, calibration, after, params, dsb_after, review, notes)
-    report = _report(segmenter, data_root, options, refs, fitted, time.perf_counter() - start)
+    report = _report(segmenter, roots, options, refs, fitted, time.perf_counter() - start)
     if options.write:
         write_calibration(
             segmenter.source,
