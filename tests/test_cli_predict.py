@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+import torch
+
 from bayescellseg.cli import main
 from tests.inference.conftest import make_model_dir
 from tests.pipelines.test_predict import write_images
@@ -70,3 +73,27 @@ def test_cli_predict_diameter(tmp_path, capsys) -> None:
     with open(tmp_path / "c" / "summary.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert float(row["diameter"]) == 9.0 and float(row["scale"]) == 2.0
+
+
+def test_cli_errors_name_the_flags_not_the_parameters(tmp_path, capsys, monkeypatch) -> None:
+    """The library says ``device``, ``diameter='8um'``, ``pixel_size=MICRONS``; the CLI flags."""
+    write_images(tmp_path / "in", n=1, corrupt=False)
+    sized = make_model_dir(tmp_path / "sized", {"nucleus_diameter": 18.0})
+    args = ["predict", str(tmp_path / "in"), "--model", str(sized), "--samples", "2"]
+    monkeypatch.setattr(torch.backends.mps, "is_built", lambda: False)  # as on Linux
+    assert main([*args, "--out", str(tmp_path / "a"), "--device", "mps"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --device: 'mps' requested but" in err
+    assert err.rstrip().endswith("; use --device cpu or --device auto")
+    # a length for a PNG (no pixel size): that image fails, naming both flags
+    assert main([*args, "--out", str(tmp_path / "b"), "--diameter", "8um"]) == 1
+    err = capsys.readouterr().err
+    assert "img0.png: --diameter 8um is a length, but the image records no pixel size; " in err
+    assert "give it with --pixel-size MICRONS, or give the diameter in pixels" in err
+    for flag, value, problem in [
+        ("--channels", "0", "needs two or more distinct channels (use --channel N for one)"),
+        ("--pixel-size", "3px", "is a physical length (um per pixel), got '3px'"),
+    ]:
+        with pytest.raises(SystemExit):  # argparse refuses it
+            main([*args, "--out", str(tmp_path / "c"), flag, value])
+        assert f"argument {flag}: {problem}" in capsys.readouterr().err

@@ -96,7 +96,8 @@ def test_hyperstack_is_refused_without_channel_and_segments_with_channel_2(
     args = ["predict", str(source), "--samples", "0", "--diameter", "none"]
     assert main([*args, "--out", str(tmp_path / "a")]) == EXIT_INPUTS_FAILED
     err = capsys.readouterr().err
-    assert "stack.tif" in err and "3 channels" in err and "--channel" in err
+    assert "stack.tif" in err and "3 channels" in err
+    assert "--channel N (0-based, 0-2)" in err and "--channels N,M" in err
     (row,) = _rows(tmp_path / "a" / "summary.csv")
     assert row["status"].startswith("failed:") and "3 channels" in row["status"]
     assert not (tmp_path / "a" / "stack_labels.tif").exists()

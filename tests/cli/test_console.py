@@ -18,6 +18,40 @@ def test_library_option_names_become_flags() -> None:
         "x.csv: exists, pass --overwrite or --resume"
     )
     assert cli_message("/data/img.png: not an image") == "/data/img.png: not an image"
+    assert (
+        cli_message("weights: 'a' must be NAME=VALUE") == "--source-weight: 'a' must be NAME=VALUE"
+    )
+
+
+def test_parameter_assignments_in_the_text_become_flags_with_their_values() -> None:
+    assert cli_message("device: 'mps' not here; use device='cpu' or device='auto'") == (
+        "--device: 'mps' not here; use --device cpu or --device auto"
+    )
+    assert cli_message('a.tif: diameter="8um" needs pixel_size=MICRONS, or pixels') == (
+        "a.tif: --diameter 8um needs --pixel-size MICRONS, or pixels"
+    )
+    assert cli_message("a.tif: choose channel=N (0-based), or channels=(N, M)") == (
+        "a.tif: choose --channel N (0-based), or --channels N,M"
+    )
+    assert cli_message("x: channels=[0, 2] repeats; n_samples=0, tile_size=256.") == (
+        "x: --channels 0,2 repeats; --samples 0, --tile 256."
+    )
+    assert cli_message("run.json: resume=True needs the same settings (skip_bad=True)") == (
+        "run.json: --resume needs the same settings (--skip-bad)"
+    )
+
+
+def test_assignments_that_are_not_options_are_left_alone() -> None:
+    unchanged = [
+        "x: seed=3 and foo=True are not flags",  # not in FLAGS
+        "x: resume=False, device=None",  # no flag says False / None
+        "labels: 'data=/x': no source is named 'data'",  # inside a quoted value
+        "/runs/device=cpu/a.tif: unreadable",  # inside a path
+        "x: must be given as NAME=VALUE",
+    ]
+    for text in unchanged:
+        expected = text.replace("labels:", "--labels:", 1) if text.startswith("labels") else text
+        assert cli_message(text) == expected
 
 
 def test_log_lines_go_to_stdout_and_warnings_to_stderr(capsys) -> None:

@@ -61,10 +61,12 @@ def test_parse_and_build_sources(tmp_path: Path) -> None:
     assert specs[0].labels == "/fixed"
     assert (specs[1].groups, specs[1].group_column) == ("/d/b/index.tsv", "patient")
     assert specs[2].weight == 0.25
-    with pytest.raises(InputError, match="no source is named 'zz'"):
+    with pytest.raises(InputError, match=r"^labels: 'zz=/x': no source is named 'zz'"):
         build_sources(["/d/a"], labels=["zz=/x"])
-    with pytest.raises(InputError, match="NAME=VALUE"):
+    with pytest.raises(InputError, match="^weights: 'a' must be given as NAME=VALUE"):
         build_sources(["/d/a"], weights=["a"])
+    with pytest.raises(InputError, match="^groups: 'b=x.csv': no source is named 'b'"):
+        build_sources(["/d/a"], groups=["b=x.csv"])
     with pytest.raises(InputError, match="weight must be > 0"):
         build_sources(["/d/a"], weights=["a=-1"])
 

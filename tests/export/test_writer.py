@@ -91,9 +91,9 @@ def test_parse_save_groups_and_errors() -> None:
     assert parse_save("maps") == {"probability", "entropy", "aleatoric", "epistemic"}
     assert parse_save("all") == DEFAULT_SAVE == frozenset(SAVE_CHOICES)
     assert parse_save(["rois"]) == {"rois"}
-    with pytest.raises(InputError, match=r"--save: unknown output 'tiff'; choose from labels,"):
+    with pytest.raises(InputError, match=r"^save: unknown output 'tiff'; choose from labels,"):
         parse_save("labels,tiff")
-    with pytest.raises(InputError, match="--save: choose at least one"):
+    with pytest.raises(InputError, match="^save: choose at least one"):
         parse_save(" , ")
 
 

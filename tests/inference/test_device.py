@@ -42,9 +42,10 @@ def test_gpu_index_beyond_the_count_is_named(two_gpus: None) -> None:
 def test_cuda_without_a_gpu_says_why(no_cuda: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.version, "cuda", None)
     with pytest.raises(
-        InputError, match=r"^--device: 'cuda' requested but this torch .* CPU-only build"
-    ):
+        InputError, match=r"^device: 'cuda' requested but this torch .* CPU-only build"
+    ) as err:
         resolve_device("cuda")
+    assert str(err.value).endswith("; use device='cpu' or device='auto'")
     monkeypatch.setattr(torch.version, "cuda", "12.8")
     with pytest.raises(InputError, match="torch sees no CUDA GPU"):
         resolve_device("cuda:0")
@@ -52,7 +53,7 @@ def test_cuda_without_a_gpu_says_why(no_cuda: None, monkeypatch: pytest.MonkeyPa
 
 def test_mps_without_support_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.backends.mps, "is_built", lambda: False)
-    with pytest.raises(InputError, match=r"'mps' requested but this torch .* has no MPS support"):
+    with pytest.raises(InputError, match=r"^device: 'mps' requested but this torch .* no MPS"):
         resolve_device("mps")
     monkeypatch.setattr(torch.backends.mps, "is_built", lambda: True)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)

@@ -21,7 +21,9 @@ def test_write_and_refuse_overwrite(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "a.txt"
     write_text_atomic(target, "one")
     assert target.read_text() == "one"
-    with pytest.raises(FileExistsError, match=r"a\.txt: already exists .*--overwrite"):
+    with pytest.raises(
+        FileExistsError, match=r"a\.txt: already exists \(pass overwrite=True to replace it\)"
+    ):
         write_text_atomic(target, "two")
     assert target.read_text() == "one"
     write_text_atomic(target, "two", overwrite=True)

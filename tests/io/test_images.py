@@ -71,7 +71,7 @@ def test_rgb_tiff_and_jpeg(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("shape", "expected"),
     [
-        ((5, 16, 16), r"TIFF has 5 planes \(axes 'QYX'\) .* z-stack .* --channel N .* 0-4"),
+        ((5, 16, 16), r"TIFF has 5 planes \(axes 'QYX'\) .* z-stack .* channel=N \(0-based, 0-4\)"),
         ((16, 16, 5), r"TIFF has 16 planes .* 0-15"),
         ((2, 3, 16, 16), r"TIFF has shape \(2, 3, 16, 16\) .* not supported; supported: 2D grey"),
     ],

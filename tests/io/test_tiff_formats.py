@@ -64,7 +64,7 @@ def test_hyperstack_without_channel_is_refused_naming_the_count(tmp_path: Path) 
         read_image(path)
     message = str(err.value)
     assert message.startswith(f"{path}: image has 3 channels (axes 'CYX')")
-    assert "--channel N" in message and "0-2" in message
+    assert "channel=N (0-based, 0-2)" in message and "channels=(N, M)" in message
 
 
 def test_hyperstack_channel_2_is_the_nuclear_plane(tmp_path: Path) -> None:
@@ -82,8 +82,8 @@ def test_hyperstack_channel_2_is_the_nuclear_plane(tmp_path: Path) -> None:
     ("kwargs", "message"),
     [
         ({"channel": 3}, r"channel 3 requested but the image has 3 channels \(indices 0-2\)"),
-        ({"channels": [0, 0]}, r"--channels needs distinct channel indices, got \[0, 0\]"),
-        ({"channel": 0, "channels": [1]}, "give either --channel or --channels, not both"),
+        ({"channels": [0, 0]}, r"channels needs distinct channel indices, got \[0, 0\]"),
+        ({"channel": 0, "channels": [1]}, "give either channel or channels, not both"),
     ],
 )
 def test_bad_channel_choices_are_named(tmp_path: Path, kwargs: dict, message: str) -> None:
@@ -172,10 +172,10 @@ def test_raw_and_label_readers_still_refuse_multichannel(tmp_path: Path) -> None
 
 
 def test_length_parsing() -> None:
-    assert parse_length("8um", "--diameter") == (8.0, "um")
-    assert parse_length(" 8 µm ", "--diameter") == (8.0, "µm")
-    assert parse_length("45px", "--diameter") == (45.0, "px")
-    assert parse_length(45, "--diameter") == (45.0, None)
+    assert parse_length("8um", "diameter") == (8.0, "um")
+    assert parse_length(" 8 µm ", "diameter") == (8.0, "µm")
+    assert parse_length("45px", "diameter") == (45.0, "px")
+    assert parse_length(45, "diameter") == (45.0, None)
     assert pixel_size_argument("325nm") == pytest.approx(0.325)
     assert pixel_size_argument("0.65") == pytest.approx(0.65)
     assert diameter_in_pixels("8um", 0.5) == pytest.approx(16.0)
@@ -188,12 +188,12 @@ def test_length_parsing() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: diameter_in_pixels("8um", None, "a.tif"), "a.tif: --diameter 8um is a length, "
-         "but the image records no pixel size; give it with --pixel-size"),
-        (lambda: parse_length("8 furlongs", "--diameter"), "--diameter: unknown unit 'furlongs'"),
-        (lambda: parse_length("-3", "--diameter"), "--diameter: expected a number"),
-        (lambda: parse_length("0um", "--diameter"), "--diameter: must be a positive number"),
-        (lambda: pixel_size_argument("3px"), "--pixel-size: is a physical length"),
+        (lambda: diameter_in_pixels("8um", None, "a.tif"), "a.tif: diameter='8um' is a length, "
+         "but the image records no pixel size; give it with pixel_size=MICRONS"),
+        (lambda: parse_length("8 furlongs", "diameter"), "diameter: unknown unit 'furlongs'"),
+        (lambda: parse_length("-3", "diameter"), "diameter: expected a number"),
+        (lambda: parse_length("0um", "diameter"), "diameter: must be a positive number"),
+        (lambda: pixel_size_argument("3px"), "pixel_size: is a physical length"),
     ],
 )  # fmt: skip
 def test_length_errors(call, message: str) -> None:
@@ -206,5 +206,5 @@ def test_channels_argument() -> None:
     assert channels_argument("0,2") == (0, 2) and channels_argument(" 3, 1 ,") == (3, 1)
     for bad, message in [("0", "two or more"), ("1,1", "distinct"), ("a,b", "like 0,2"),
                          ("-1,2", "like 0,2")]:  # fmt: skip
-        with pytest.raises(InputError, match=f"^--channels: .*{message}"):
+        with pytest.raises(InputError, match=f"^channels: .*{message}"):
             channels_argument(bad)

@@ -118,7 +118,7 @@ def test_a_length_diameter_without_pixel_size_fails_that_image_only(
     )
     assert summary.n_failed == 1
     assert (
-        "img0.png: --diameter 8um is a length, but the image records no pixel size"
+        "img0.png: diameter='8um' is a length, but the image records no pixel size"
         in (summary.failures[0][1])
     )
     with_size = PredictOptions(n_samples=2, diameter="8um", pixel_size=0.5)

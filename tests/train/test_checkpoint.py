@@ -42,7 +42,9 @@ def test_save_replaces_atomically_without_leftovers(tmp_path) -> None:
 
 
 def test_missing_and_corrupt_checkpoints(tmp_path) -> None:
-    with pytest.raises(InputError, match="no checkpoint"):
+    with pytest.raises(
+        InputError, match=r"no checkpoint to resume from \(train without resume=True first\)"
+    ):
         load_checkpoint(tmp_path / "none.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

@@ -41,11 +41,16 @@ def test_train_command_end_to_end(tmp_path, capsys) -> None:
     # again without --resume / --overwrite: a clear error, exit status 2, nothing changed
     before = (out / "weights.safetensors").read_bytes()
     assert main(args) == 2
-    assert "--resume" in capsys.readouterr().err
+    assert "pass --resume to continue the run saved there or --overwrite" in capsys.readouterr().err
     assert (out / "weights.safetensors").read_bytes() == before
+    resume = ["train", "--data", str(root), "--out", str(out), "--resume"]
+    assert main([*resume, "--lr", "0.5"]) == 2  # a setting that a resume must keep
+    err = capsys.readouterr().err
+    assert "training_config.json: --resume needs the same training settings; " in err
+    assert "differ from the stored run: lr" in err
 
     # --resume with more epochs picks the stored settings up (no --config needed)
-    assert main(["train", "--data", str(root), "--out", str(out), "--resume", "--epochs", "2"]) == 0
+    assert main([*resume, "--epochs", "2"]) == 0
     log = (out / "train_log.csv").read_text().splitlines()
     assert len(log) == 3 and log[2].startswith("0,2,")
 
@@ -159,3 +164,25 @@ def test_bad_training_folder_stops_before_training_with_the_list(tmp_path, capsy
     empty.mkdir()
     assert main(["train", "--data", str(empty), "--out", str(tmp_path / "m9"), *TINY]) == 2
     assert "no dataset found" in capsys.readouterr().err
+
+
+def test_train_errors_name_the_flags_not_the_parameters(tmp_path, capsys) -> None:
+    """The library says ``labels``, ``weights``, ``data=FOLDER``, ``resume=True``; the CLI the
+    flags ``--labels``, ``--source-weight``, ``--data FOLDER``, ``--resume``."""
+    from tests.data.test_sources import write_folder
+
+    lab = write_folder(tmp_path / "lab", 2, size=(40, 40))
+    data = ["train", "--data", f"lab={lab}", "--out", str(tmp_path / "m"), *TINY]
+    for extra, message in [
+        (["--labels", "zz=/x"], "--labels: 'zz=/x': no source is named 'zz'; sources: ['lab']"),
+        (["--groups", "zz=g.csv"], "--groups: 'zz=g.csv': no source is named 'zz'"),
+        (["--source-weight", "lab"], "--source-weight: 'lab' must be given as NAME=VALUE"),
+        (["--val-data", f"lab={lab}"], "--data: two sources are named 'lab'"),
+        (["--resume"], "train without --resume first"),
+        (["--device", "gpu"], "--device: unknown device 'gpu' (use cpu, cuda or cuda:N)"),
+    ]:
+        assert main([*data, *extra]) == 2, extra
+        assert message in capsys.readouterr().err, extra
+    assert main(["train", "--out", str(tmp_path / "m2"), *TINY]) == 2
+    assert "training config: no training data; give --data FOLDER" in capsys.readouterr().err
+    assert not (tmp_path / "m" / "weights.safetensors").exists()

@@ -62,7 +62,7 @@ def test_bad_samples_stop_training_unless_skip_bad(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         prepare_data(config, tmp_path / "m", resume=False)
     text = str(err.value)
-    assert "2 sample(s) cannot be used" in text and "--skip-bad" in text
+    assert "2 sample(s) cannot be used" in text and "skip_bad=True" in text
     assert "img2.tif" in text and "img3.tif" in text
     data = prepare_data(tiny_config(sources=config.sources, skip_bad=True), tmp_path / "m", False)
     ids = {s.id for s in data.train} | {s.id for v in data.val.values() for s in v}
@@ -86,11 +86,11 @@ def test_resume_reuses_the_stored_split_and_a_given_split_must_match(tmp_path: P
 
 
 def test_no_sources_and_doubled_names_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="no training data"):
+    with pytest.raises(InputError, match="no training data; give data=FOLDER"):
         prepare_data(tiny_config(), tmp_path / "m", resume=False)
     lab = write_folder(tmp_path / "lab", 2)
     doubled = _sources(("lab", lab, "split"), ("lab", lab, "val"))
-    with pytest.raises(InputError, match="two sources are named 'lab'"):
+    with pytest.raises(InputError, match="^data: two sources are named 'lab'"):
         prepare_data(tiny_config(sources=doubled), tmp_path / "m", resume=False)
 
 

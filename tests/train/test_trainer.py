@@ -132,25 +132,40 @@ def test_existing_folder_is_refused_and_overwrite_starts_afresh(tmp_path, data) 
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     cfg = tiny_config(epochs=1, steps_per_epoch=1)
-    with pytest.raises(InputError, match="--resume .* or --overwrite") as err:
+    with pytest.raises(InputError, match="pass resume=True .* or overwrite=True") as err:
         fit(data[0], [], cfg, out)
     assert str(out) in str(err.value)
-    with pytest.raises(InputError, match="nothing to resume"):
+    with pytest.raises(InputError, match="nothing to resume.*train without resume=True"):
         fit(data[0], [], cfg, out, resume=True)
     fit(data[0], [], cfg, out, overwrite=True)
     assert (out / "notes.txt").read_text() == "mine"  # not ours: left alone
     assert len(_log(out)) == 1
-    with pytest.raises(InputError, match="differ from the stored run: lr"):
+    with pytest.raises(
+        InputError, match="resume=True needs the same .* differ from the stored run: lr"
+    ):
         fit(data[0], [], tiny_config(epochs=1, steps_per_epoch=1, lr=0.1), out, resume=True)
     # a finished run resumed with more epochs carries on
     fit(data[0], [], tiny_config(epochs=2, steps_per_epoch=1), out, resume=True)
     assert [r["epoch"] for r in _log(out)] == ["1", "2"]
 
 
-def test_resuming_a_finished_run_keeps_the_calibration(tmp_path, data) -> None:
-    """`train --resume` on a finished run trains nothing and must not drop calibrate's extras."""
+def _validation_scores(monkeypatch, dsb: float) -> None:
+    """Every validation from now on reports a macro DSB of ``dsb`` (the rest as measured), so
+    whether an epoch is a new best, and so exports new weights, does not depend on the data."""
+    real = members._validate
+
+    def fixed(nets, run):
+        return {**real(nets, run), "dsb": dsb}
+
+    monkeypatch.setattr(members, "_validate", fixed)
+
+
+def test_resuming_a_finished_run_keeps_the_calibration(tmp_path, data, monkeypatch) -> None:
+    """`train --resume` on a finished run trains nothing and must not drop calibrate's extras;
+    more epochs keep them unless an epoch beats the best and exports new weights."""
     out = tmp_path / "m"
     cfg = tiny_config(epochs=1, steps_per_epoch=1)
+    _validation_scores(monkeypatch, 0.5)
     fit(data[0], data[1], cfg, out)
     update_extras(out, temperature=1.5, logit_bias=-0.4)
     weights, doc = (out / "weights.safetensors").read_bytes(), (out / "config.json").read_text()
@@ -159,14 +174,20 @@ def test_resuming_a_finished_run_keeps_the_calibration(tmp_path, data) -> None:
     assert (out / "weights.safetensors").read_bytes() == weights
     extras = load_model(out).extras
     assert extras["temperature"] == 1.5 and extras["training"]["epochs_done"] == 1
-    # training more epochs can export new weights, which drops the old calibration
+    # more epochs, none better than the first: the same weights, calibration kept
+    _validation_scores(monkeypatch, 0.25)
     fit(data[0], data[1], tiny_config(epochs=3, steps_per_epoch=1, lr=cfg.lr), out, resume=True)
+    assert (out / "weights.safetensors").read_bytes() == weights
     extras = load_model(out).extras
-    assert extras["training"]["epochs_done"] == 3
-    if (out / "weights.safetensors").read_bytes() != weights:  # a new best epoch
-        assert "temperature" not in extras
-    else:
-        assert extras["temperature"] == 1.5
+    assert extras["temperature"] == 1.5 and extras["logit_bias"] == -0.4
+    assert (extras["training"]["epochs_done"], extras["training"]["best_epoch"]) == (3, 1)
+    # a better epoch exports new weights, which drops the old calibration
+    _validation_scores(monkeypatch, 0.75)
+    fit(data[0], data[1], tiny_config(epochs=4, steps_per_epoch=1, lr=cfg.lr), out, resume=True)
+    assert (out / "weights.safetensors").read_bytes() != weights
+    extras = load_model(out).extras
+    assert "temperature" not in extras and "logit_bias" not in extras
+    assert (extras["training"]["epochs_done"], extras["training"]["best_epoch"]) == (4, 4)
 
 
 def test_ensemble_members_resume_and_load(tmp_path, data, monkeypatch) -> None:

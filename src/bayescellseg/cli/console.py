@@ -1,7 +1,8 @@
 """What the CLI shows while a pipeline runs: log lines, a progress bar, flags in messages.
 
 The library logs to the ``bayescellseg`` logger and names its options by their parameter names
-(``diameter``, ``overwrite=True``); :func:`cli_message` turns those into the command's flags.
+(``diameter``, ``overwrite=True``, ``device='cpu'``); :func:`cli_message` turns those into the
+command's flags.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from tqdm import tqdm
 FLAGS = {
     "channel": "--channel",
     "channels": "--channels",
+    "data": "--data",
     "device": "--device",
     "diameter": "--diameter",
+    "groups": "--groups",
+    "labels": "--labels",
     "limit": "--limit",
     "min_quality": "--min-quality",
     "n_samples": "--samples",
@@ -30,18 +34,42 @@ FLAGS = {
     "review_alpha": "--review-alpha",
     "review_fraction": "--review-fraction",
     "save": "--save",
+    "skip_bad": "--skip-bad",
     "split": "--split",
     "tile_size": "--tile",
+    "weights": "--source-weight",  # data.sources.build_sources(weights=...)
 }
 
 
+#: ``name=value`` in a message: a quoted string, a list or tuple, or a bare token (``True``,
+#: ``N``, ``MICRONS``, ``8um``), not inside a quoted value or a path (``'lab=/x'``, ``/a/b=c``).
+_ASSIGNMENT = re.compile(
+    r"""(?<![\w'"/.=-])(\w+)=('[^']*'|"[^"]*"|\[[^\]]*\]|\([^)]*\)|[\w.:/+-]*\w)"""
+)
+
+
+def _flag_with_value(match: re.Match[str]) -> str:
+    flag, value = FLAGS.get(match[1]), match[2]
+    if flag is None or value in ("False", "None"):
+        return match[0]
+    if value == "True":
+        return flag
+    if value[0] in "'\"":
+        value = value[1:-1]
+    elif value[0] in "[(":
+        value = ",".join(v.strip(" '\"") for v in value[1:-1].split(",") if v.strip())
+    return f"{flag} {value}"
+
+
 def cli_message(text: str) -> str:
-    """A library message with option names as CLI flags (``diameter: ...`` -> ``--diameter:
-    ...``, ``overwrite=True`` -> ``--overwrite``)."""
+    """A library message with option names as CLI flags: a leading ``diameter: ...`` ->
+    ``--diameter: ...``, and for the names in :data:`FLAGS` ``overwrite=True`` ->
+    ``--overwrite``, ``device='cpu'`` -> ``--device cpu``, ``pixel_size=MICRONS`` ->
+    ``--pixel-size MICRONS``, ``channels=[0, 2]`` -> ``--channels 0,2``."""
     head, sep, rest = text.partition(": ")
     if sep and head in FLAGS:
         text = f"{FLAGS[head]}: {rest}"
-    return re.sub(r"\b(\w+)=True\b", lambda m: FLAGS.get(m[1], m[0]), text)
+    return _ASSIGNMENT.sub(_flag_with_value, text)
 
 
 class _Handler(logging.Handler):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bayescellseg.cli.console import console
+from bayescellseg.cli.console import cli_message, console
 from bayescellseg.errors import InputError
 from bayescellseg.export import DEFAULT_SAVE, SAVE_CHOICES, parse_save
 from bayescellseg.inference.arguments import DEFAULT_DIAMETER
@@ -27,13 +27,14 @@ DIAMETER_HELP = (
 
 
 def checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse ``type`` from a parser that raises InputError (its problem is the message)."""
+    """An argparse ``type`` from a parser that raises InputError (its problem, with flags for
+    parameter names, is the message)."""
 
     def convert(text: str) -> Any:
         try:
             return parse(text)
         except InputError as err:
-            raise argparse.ArgumentTypeError(err.problem) from None
+            raise argparse.ArgumentTypeError(cli_message(err.problem)) from None
 
     convert.__name__ = getattr(parse, "__name__", "value")
     return convert

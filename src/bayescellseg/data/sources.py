@@ -292,9 +292,11 @@ def _named_values(pairs: Sequence[str], what: str, names: set[str]) -> dict[str,
     for text in pairs:
         name, sep, value = text.partition("=")
         if not sep or not value:
-            raise InputError(text, f"{what} must be given as NAME=VALUE")
+            raise InputError(what, f"{text!r} must be given as NAME=VALUE")
         if name not in names:
-            raise InputError(text, f"{what}: no source is named {name!r}; sources: {sorted(names)}")
+            raise InputError(
+                what, f"{text!r}: no source is named {name!r}; sources: {sorted(names)}"
+            )
         out[name] = value
     return out
 
@@ -324,9 +326,9 @@ def build_sources(
     specs += [parse_source(d, "val") for d in val_data]
     specs += [parse_source(d, "train") for d in train_data]
     names = {s.name for s in specs}
-    by_label = _named_values(labels, "--labels", names)
-    by_group = _named_values(groups, "--groups", names)
-    by_weight = _named_values(weights, "--source-weight", names)
+    by_label = _named_values(labels, "labels", names)
+    by_group = _named_values(groups, "groups", names)
+    by_weight = _named_values(weights, "weights", names)
     out = []
     for spec in specs:
         table, _, column = by_group.get(spec.name, "").partition(":")

@@ -94,11 +94,11 @@ def parse_save(value: str | Iterable[str]) -> frozenset[str]:
             chosen.add(name)
         elif name:
             raise InputError(
-                "--save",
+                "save",
                 f"unknown output {raw.strip()!r}; choose from {', '.join(SAVE_CHOICES)}, maps, all",
             )
     if not chosen:
-        raise InputError("--save", f"choose at least one of {', '.join(SAVE_CHOICES)}")
+        raise InputError("save", f"choose at least one of {', '.join(SAVE_CHOICES)}")
     return frozenset(chosen)
 
 

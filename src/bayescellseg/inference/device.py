@@ -17,6 +17,7 @@ DEVICE_HELP = (
     "auto (default: the first CUDA GPU if torch sees one, else the CPU), cpu, cuda, cuda:N, "
     "or mps (Apple silicon)"
 )
+_USE_CPU = "use device='cpu' or device='auto'"
 
 
 def _cuda(device: torch.device, asked: str) -> torch.device:
@@ -28,13 +29,13 @@ def _cuda(device: torch.device, asked: str) -> torch.device:
             else f"this torch ({torch.__version__}) is a CPU-only build; install a CUDA build "
             "(see the README's install section)"
         )
-        raise InputError("--device", f"{asked!r} requested but {why}; use --device cpu or auto")
+        raise InputError("device", f"{asked!r} requested but {why}; {_USE_CPU}")
     count = torch.cuda.device_count()
     if device.index is not None and device.index >= count:
         have = (
             "1 CUDA device (cuda:0)" if count == 1 else f"{count} CUDA devices (cuda:0-{count - 1})"
         )
-        raise InputError("--device", f"{asked!r} requested but torch sees {have}")
+        raise InputError("device", f"{asked!r} requested but torch sees {have}")
     return device
 
 
@@ -42,15 +43,15 @@ def _mps(asked: str) -> torch.device:
     backend = getattr(torch.backends, "mps", None)
     if backend is None or not backend.is_built():
         raise InputError(
-            "--device",
+            "device",
             f"{asked!r} requested but this torch ({torch.__version__}) has no MPS support; MPS "
-            "exists only in macOS builds of torch on Apple silicon; use --device cpu or auto",
+            f"exists only in macOS builds of torch on Apple silicon; {_USE_CPU}",
         )
     if not backend.is_available():
         raise InputError(
-            "--device",
+            "device",
             f"{asked!r} requested but MPS is not available on this machine (it needs Apple "
-            "silicon and macOS 12.3 or later); use --device cpu or auto",
+            f"silicon and macOS 12.3 or later); {_USE_CPU}",
         )
     return torch.device("mps")
 
@@ -77,11 +78,11 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     try:
         device = torch.device(asked)
     except (RuntimeError, ValueError) as err:
-        raise InputError("--device", f"unknown device {asked!r}; use {DEVICE_CHOICES}") from err
+        raise InputError("device", f"unknown device {asked!r}; use {DEVICE_CHOICES}") from err
     if device.type == "cpu":
         return device
     if device.type == "cuda":
         return _cuda(device, asked)
     if device.type == "mps":
         return _mps(asked)
-    raise InputError("--device", f"unsupported device {asked!r}; use {DEVICE_CHOICES}")
+    raise InputError("device", f"unsupported device {asked!r}; use {DEVICE_CHOICES}")

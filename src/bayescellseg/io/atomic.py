@@ -19,9 +19,7 @@ def _umask() -> int:
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{path}: already exists (pass overwrite=True / --overwrite to replace it)"
-        )
+        raise FileExistsError(f"{path}: already exists (pass overwrite=True to replace it)")
 
 
 @contextlib.contextmanager

@@ -55,8 +55,8 @@ class RawImage:
 def choice_hint(n: int) -> str:
     """How to choose among ``n`` channels, for error messages."""
     return (
-        f"choose the nuclear channel with --channel N (channel=N; 0-based, 0-{n - 1}), or "
-        "combine several nuclear stains with --channels N,M"
+        f"choose the nuclear channel with channel=N (0-based, 0-{n - 1}), or "
+        "combine several nuclear stains with channels=(N, M)"
     )
 
 
@@ -85,12 +85,12 @@ def channel_indices(
             message names the channel count).
     """
     if channel is not None and channels is not None:
-        raise InputError(path, "give either --channel or --channels, not both")
+        raise InputError(path, "give either channel or channels, not both")
     if channel is None and channels is None:
         return None
     chosen = (channel,) if channel is not None else tuple(channels or ())
     if not chosen or len(set(chosen)) != len(chosen):
-        raise InputError(path, f"--channels needs distinct channel indices, got {list(chosen)}")
+        raise InputError(path, f"channels needs distinct channel indices, got {list(chosen)}")
     for index in chosen:
         if isinstance(index, bool) or not isinstance(index, int | np.integer):
             raise InputError(path, f"channel index must be an integer, got {index!r}")
@@ -108,12 +108,12 @@ def channels_argument(text: str) -> tuple[int, ...]:
     """
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     if not all(p.isdigit() for p in parts):
-        raise InputError("--channels", f"expected 0-based channel indices like 0,2, got {text!r}")
+        raise InputError("channels", f"expected 0-based channel indices like 0,2, got {text!r}")
     chosen = tuple(int(p) for p in parts)
     if len(chosen) < 2 or len(set(chosen)) != len(chosen):
         raise InputError(
-            "--channels",
-            f"needs two or more distinct channels (use --channel for one), got {text!r}",
+            "channels",
+            f"needs two or more distinct channels (use channel=N for one), got {text!r}",
         )
     return chosen
 

@@ -155,7 +155,7 @@ def parse_length(text: str | float, what: str) -> tuple[float, str | None]:
 
     Args:
         text: The value as typed (or a number).
-        what: The option's name for errors (e.g. ``--diameter``).
+        what: The parameter's name for errors (e.g. ``diameter``; the CLI shows its flag).
 
     Returns:
         The positive value and its unit: ``"px"``, a key of :data:`UNIT_TO_UM`, or None
@@ -189,9 +189,9 @@ def pixel_size_argument(text: str | float) -> float:
     Raises:
         InputError: Not a positive length, or given in pixels.
     """
-    value, unit = parse_length(text, "--pixel-size")
+    value, unit = parse_length(text, "pixel_size")
     if unit == "px":
-        raise InputError("--pixel-size", f"is a physical length (um per pixel), got {text!r}")
+        raise InputError("pixel_size", f"is a physical length (um per pixel), got {text!r}")
     return value * (unit_factor(unit) or 1.0)
 
 
@@ -216,13 +216,13 @@ def diameter_in_pixels(
         return None if diameter.strip().lower() == "none" else "auto"
     if diameter is None:
         return None
-    value, unit = parse_length(diameter, "--diameter")
+    value, unit = parse_length(diameter, "diameter")
     if unit in (None, "px"):
         return value
     if pixel_size_um is None:
         raise InputError(
             source,
-            f"--diameter {diameter} is a length, but the image records no pixel size; "
-            "give it with --pixel-size MICRONS, or give the diameter in pixels",
+            f"diameter={diameter!r} is a length, but the image records no pixel size; "
+            "give it with pixel_size=MICRONS, or give the diameter in pixels",
         )
     return value * (unit_factor(unit) or 1.0) / pixel_size_um

@@ -187,7 +187,7 @@ def _pixel_size(loaded: LoadedImage, reading: ImageInput) -> tuple[float | None,
         return (None, None) if found is None else (found.um, found.source)
     if found is not None and abs(found.um - given) > 1e-3 * given:
         log.info(
-            "%s: --pixel-size %g um overrides the file's %g um (%s)",
+            "%s: pixel_size=%g um overrides the file's %g um (%s)",
             loaded.source, given, found.um, found.source,
         )  # fmt: skip
     return given, "--pixel-size"

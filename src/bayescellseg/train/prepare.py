@@ -67,12 +67,12 @@ def specs_of(config: TrainConfig) -> list[SourceSpec]:
     """
     specs = [SourceSpec.from_dict(d) for d in config.sources]
     if not specs:
-        raise InputError("training config", "no training data; give --data FOLDER")
+        raise InputError("training config", "no training data; give data=FOLDER")
     names = [s.name for s in specs]
     doubled = sorted({n for n in names if names.count(n) > 1})
     if doubled:
         raise InputError(
-            "--data",
+            "data",
             f"two sources are named {doubled[0]!r}; name them with NAME=FOLDER",
         )
     return specs
@@ -89,7 +89,7 @@ def _load_all(specs: Sequence[SourceSpec], config: TrainConfig) -> list[LoadedSo
         listing = "\n  ".join(problems)
         raise InputError(
             "training data",
-            f"{len(problems)} sample(s) cannot be used; fix them or pass --skip-bad to train "
+            f"{len(problems)} sample(s) cannot be used; fix them or pass skip_bad=True to train "
             f"on the others:\n  {listing}",
         )
     for p in problems:

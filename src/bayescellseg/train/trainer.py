@@ -190,9 +190,9 @@ def fit(
 def _runtime(config: TrainConfig) -> Runtime:
     name = config.device.strip().lower()
     if not (name == "cpu" or name == "cuda" or name.startswith("cuda:")):
-        raise InputError("--device", f"unknown device {config.device!r} (use cpu, cuda or cuda:N)")
+        raise InputError("device", f"unknown device {config.device!r} (use cpu, cuda or cuda:N)")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device", "CUDA was asked for but torch sees no CUDA device")
+        raise InputError("device", "CUDA was asked for but torch sees no CUDA device")
     ctx = D.init_distributed("cuda" if name.startswith("cuda") else "cpu")
     if name == "cpu":
         device = torch.device("cpu")
@@ -224,8 +224,8 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise InputError(
             out_dir,
-            "already exists and is not empty; pass --resume to continue the "
-            "run saved there or --overwrite to start afresh",
+            "already exists and is not empty; pass resume=True to continue the "
+            "run saved there or overwrite=True to start afresh",
         )
 
 
@@ -246,7 +246,7 @@ def _resumed_config(out_dir: Path, config: TrainConfig) -> TrainConfig:
         raise InputError(
             out_dir,
             "nothing to resume here (no checkpoints/last.pt or "
-            "training_config.json); train without --resume first",
+            "training_config.json); train without resume=True first",
         )
     stored = TrainConfig.from_json(stored_path.read_text(encoding="utf-8"), stored_path)
     new, old = config.to_dict(), stored.to_dict()
@@ -254,7 +254,7 @@ def _resumed_config(out_dir: Path, config: TrainConfig) -> TrainConfig:
     if changed:
         raise InputError(
             stored_path,
-            "--resume needs the same training settings; these differ "
+            "resume=True needs the same training settings; these differ "
             f"from the stored run: {', '.join(changed)} (only "
             f"{', '.join(sorted(RESUMABLE_FIELDS))} may change)",
         )
