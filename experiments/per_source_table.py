@@ -1,4 +1,5 @@
-"""Per-source table of ``evaluate`` reports: one row per model, DSB / AP50 / Dice per source.
+"""Per-source tables of ``evaluate`` reports, one row per model: DSB / AP50 / Dice, nucleus
+AUROC / image Spearman, and the band / all-pixel ECE of the foreground probability.
 
     python experiments/per_source_table.py runs/heldout_report_ensemble16 \
         runs/heldout_report_generalist16_m1
@@ -39,6 +40,18 @@ def main() -> None:
         _, rows = _row(report)
         cells = [_uq(rows[c]) for c in cols]
         print(f"| {report.name} | " + " | ".join(cells) + " |")
+    print("\n| model | " + " | ".join(f"{c} band ECE / ECE" for c in cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for report in args.reports:
+        _, rows = _row(report)
+        cells = [_ece(rows[c]) for c in cols]
+        print(f"| {report.name} | " + " | ".join(cells) + " |")
+
+
+def _ece(entry: dict) -> str:
+    cal = entry.get("calibration") or {}
+    values = [cal.get(k, {}).get("ece") for k in ("boundary_band", "all_pixels")]
+    return " / ".join("-" if v is None else f"{v:.3f}" for v in values)
 
 
 def _uq(entry: dict) -> str:
