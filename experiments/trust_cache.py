@@ -9,7 +9,10 @@ settings but ``--diameter``, seed 0) and ``<cache>/<source>/<id>.npz`` keeps:
 * the truth: DSB and AP50 scores, and per predicted nucleus whether a true nucleus matches it
   at IoU > 0.5 and its best IoU;
 * the network's bottleneck: per member, the spatial mean and standard deviation of every
-  bottleneck channel (a forward hook on the last encoder block; tiles weighted by area).
+  bottleneck channel, as the prediction path computes them (``PredictedMaps.bottleneck``,
+  :mod:`bayescellseg.inference.passes`: the pass whose maps are returned, tiles weighted by
+  area). Caches made before it came from a forward hook on the last encoder block that also
+  counted ``diameter="auto"``'s probe passes; the keys and shapes are the same.
 
 Existing files are kept, so an interrupted run resumes. The shipped ``trust.json`` was fitted on
 a cache made with no resizing (``--diameter none``, the default here; the library's predict
@@ -30,50 +33,13 @@ import numpy as np
 import torch
 
 from bayescellseg.inference.result import Result
-from bayescellseg.inference.sampling import members_of
-from bayescellseg.inference.segmenter import Segmenter
+from bayescellseg.inference.segmenter import PredictSettings, Segmenter
 from bayescellseg.io.images import read_image, read_label_image
 from bayescellseg.metrics.matching import match
 from bayescellseg.metrics.segmentation import segmentation_summary
 from bayescellseg.postprocess.nuclei import NUCLEUS_COLUMNS
 
 MAP_NAMES = ("probability", "entropy", "aleatoric", "epistemic", "variance", "contour")
-
-
-class BottleneckStats:
-    """Forward hooks that accumulate per-channel mean and std of each member's bottleneck."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.members = members_of(model)
-        self._handles = []
-        self.reset()
-        for index, member in enumerate(self.members):
-            block = member.encoder.blocks[-1]
-            self._handles.append(block.register_forward_hook(self._hook(index)))
-
-    def reset(self) -> None:
-        """Forget the accumulated statistics."""
-        n = len(self.members)
-        self._sum: list[np.ndarray | None] = [None] * n
-        self._sq: list[np.ndarray | None] = [None] * n
-        self._count = [0.0] * n
-
-    def _hook(self, index: int):
-        def hook(_module, _inputs, output):
-            h = output.detach().float()
-            flat = h.permute(1, 0, 2, 3).reshape(h.shape[1], -1)
-            s, q = flat.sum(1).numpy(), flat.square().sum(1).numpy()
-            self._sum[index] = s if self._sum[index] is None else self._sum[index] + s
-            self._sq[index] = q if self._sq[index] is None else self._sq[index] + q
-            self._count[index] += flat.shape[1]
-
-        return hook
-
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """(members, channels) mean and std of the bottleneck activations."""
-        means = np.stack([s / c for s, c in zip(self._sum, self._count, strict=True)])
-        sq = np.stack([q / c for q, c in zip(self._sq, self._count, strict=True)])
-        return means.astype(np.float32), np.sqrt(np.maximum(sq - means**2, 0)).astype(np.float32)
 
 
 def _nucleus_columns(result: Result) -> dict[str, np.ndarray]:
@@ -86,20 +52,18 @@ def _nucleus_columns(result: Result) -> dict[str, np.ndarray]:
 
 
 def cache_one(
-    seg: Segmenter,
-    hooks: BottleneckStats,
-    image_path: Path,
-    label_path: Path,
-    diameter: float | str | None = None,
+    seg: Segmenter, image_path: Path, label_path: Path, diameter: float | str | None = None
 ) -> dict:
     """Predict one image (``diameter`` as :meth:`Segmenter.predict`) and return the arrays."""
     image = read_image(image_path)
     truth = read_label_image(label_path)
-    hooks.reset()
     start = time.perf_counter()
-    result = seg.predict(image, seed=0, diameter=diameter)
+    maps = seg.predict_maps(image, PredictSettings(seed=0, diameter=diameter))
+    result = seg.segment(maps)
     seconds = time.perf_counter() - start
-    b_mean, b_std = hooks.result()
+    stats = maps.samples.bottleneck
+    if stats is None:
+        raise RuntimeError(f"{image_path}: the network reports no bottleneck statistic")
     scores = segmentation_summary(truth, result.labels).to_dict()
     m = match(truth, result.labels, thresholds=(0.5,))
     record_labels = np.array([r.label for r in result.nuclei], dtype=np.int64)
@@ -115,8 +79,8 @@ def cache_one(
         "truth_json": np.array(json.dumps(scores)),
         "nucleus_has_match": np.asarray(m.pred_has_match, bool),
         "nucleus_best_iou": np.asarray(m.pred_best_iou, np.float64),
-        "bottleneck_mean": b_mean,
-        "bottleneck_std": b_std,
+        "bottleneck_mean": stats.mean,
+        "bottleneck_std": stats.std,
         "image_shape": np.asarray(image.shape),
     }
 
@@ -139,7 +103,6 @@ def main() -> None:
     diameter = _diameter(args.diameter)
     torch.set_num_threads(args.num_threads)
     seg = Segmenter.load(args.model)
-    hooks = BottleneckStats(seg.model)
     sources = args.sources or sorted(p.name for p in args.heldout.iterdir() if p.is_dir())
     for source in sources:
         out = args.cache / source
@@ -150,7 +113,7 @@ def main() -> None:
             if target.exists():
                 continue
             label_path = args.heldout / source / "labels" / f"{image_path.stem}.tif"
-            arrays = cache_one(seg, hooks, image_path, label_path, diameter)
+            arrays = cache_one(seg, image_path, label_path, diameter)
             partial = target.with_suffix(".partial.npz")
             np.savez_compressed(partial, **arrays)
             partial.rename(target)

@@ -11,10 +11,13 @@ sources only):
 * ``--review-fraction 0.2``: share of the oracle's gain in mean DSB of the kept images (with the
   old image-uncertainty ranking beside it);
 * ``p_correct`` ECE and nucleus-error AUROC (old nucleus uncertainty beside it);
-* OOD AUROC of the left-out source against the fitting sources' out-of-fold distances;
+* OOD AUROC of the left-out source against the fitting sources' out-of-fold distances, and
+  the combined rule's (image features or bottleneck statistic above its threshold; ranked by
+  ``ood_level``, the larger distance over its threshold) AUROC and flagged shares;
 
 then the in-distribution (out-of-fold, all sources) figures, the tie count, and with ``--ship``
-fits on all images and writes ``trust.json`` into the model folder. Example::
+fits on all images and writes ``trust.json`` into the model folder (with the bottleneck OOD
+model, since every cached image carries its bottleneck statistic). Example::
 
     python experiments/trust_study.py --cache runs/trust_cache --ship src/bayescellseg/pretrained/nuclei
 """
@@ -39,6 +42,7 @@ from bayescellseg.trust.fit import (
     FitOptions,
     TrustData,
     assign_folds,
+    fit_bottleneck_ood,
     fit_trust,
     out_of_fold_p_correct,
     out_of_fold_scores,
@@ -137,6 +141,7 @@ def load_cache(cache: Path) -> tuple[TrustData, dict[str, np.ndarray]]:
         nucleus_x=np.concatenate(nx),
         nucleus_image=np.concatenate(nimg).astype(np.int64),
         nucleus_correct=np.concatenate(ncorr).astype(bool),
+        bottleneck=np.array(base["bottleneck"], np.float64),
     )
     baselines = {k: np.concatenate([np.asarray(v, np.float64) for v in vals])
                  if k == "nucleus_uncertainty" else np.asarray(vals)
@@ -184,6 +189,26 @@ def ood_variants(data: TrustData, base: dict, test: np.ndarray, folds: np.ndarra
     }
 
 
+def combined_ood(trust, fit_data: TrustData, test_data: TrustData, folds, options) -> dict:
+    """The shipped combined OOD rule: either distance above its threshold; AUROC of
+    ``ood_level`` (the larger distance over its threshold) of the left-out images against the
+    fitting images' out-of-fold levels, and the flagged shares of both."""
+    img = trust.ood
+    oof_img = out_of_fold_distances(img.standardizer(fit_data.image_x), folds, options.shrinkage)
+    test_img = img.distance(test_data.image_x)
+    second = trust.ood_bottleneck
+    oof_b = fit_bottleneck_ood(fit_data, folds, options)[1]
+    test_b = second.distance(test_data.bottleneck)
+    fit_level = np.maximum(oof_img / img.threshold, oof_b / second.threshold)
+    test_level = np.maximum(test_img / img.threshold, test_b / second.threshold)
+    fit_flag = (oof_img > img.threshold) | (oof_b > second.threshold)
+    test_flag = (test_img > img.threshold) | (test_b > second.threshold)
+    is_test = np.r_[np.zeros(fit_level.size, bool), np.ones(test_level.size, bool)]
+    return {"auroc": auroc(np.r_[fit_level, test_level], is_test),
+            "flagged": float(np.mean(test_flag)), "flagged_fit_oof": float(np.mean(fit_flag)),
+            "bottleneck_threshold": float(second.threshold)}  # fmt: skip
+
+
 def loso_row(
     data: TrustData, base: dict, test_source: str, options: FitOptions, qs: list[float]
 ) -> dict:
@@ -229,6 +254,7 @@ def loso_row(
             base["nucleus_uncertainty"][nuc_test], ~data.nucleus_correct[nuc_test]
         ),
         "ood_auroc": ood,
+        "ood_combined": combined_ood(trust, fit_data, test_data, folds, options),
         "ood_flagged": float(np.mean(test_d > trust.ood.threshold)),
         "ood_flagged_fit_oof": float(np.mean(oof_d > trust.ood.threshold)),
         "n_fit": int(fit_data.sources.size),
@@ -260,15 +286,17 @@ def print_loso(rows: list[dict], qs: list[float]) -> None:
     print(
         "\n| left-out source | nuclei | p_correct ECE | nucleus-error AUROC p_correct (old) "
         "| OOD AUROC: image features / bottleneck / bottleneck diagonal / image + bottleneck PCA "
-        "| OOD flagged (image features): left-out / fitting (oof) |"
+        "| OOD flagged (image features): left-out / fitting (oof) "
+        "| combined rule (shipped): OOD AUROC / flagged left-out / fitting (oof) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        n, o = r["nucleus"], r["ood_auroc"]
+        n, o, c = r["nucleus"], r["ood_auroc"], r["ood_combined"]
         print(f"| {r['source']} | {n['n_nuclei']} | {_fmt(n['ece'])} | {_fmt(n['error_auroc'])} "
               f"({_fmt(r['nucleus_old_auroc'])}) | {_fmt(o['image'])} / {_fmt(o['bottleneck'])} / "
               f"{_fmt(o['bottleneck_diag'])} / {_fmt(o['image+bottleneck_pca10'])} "
-              f"| {_fmt(r['ood_flagged'])} / {_fmt(r['ood_flagged_fit_oof'])} |")  # fmt: skip
+              f"| {_fmt(r['ood_flagged'])} / {_fmt(r['ood_flagged_fit_oof'])} "
+              f"| {_fmt(c['auroc'])} / {_fmt(c['flagged'])} / {_fmt(c['flagged_fit_oof'])} |")  # fmt: skip
 
 
 def print_in_distribution(data: TrustData, base: dict, options: FitOptions) -> None:

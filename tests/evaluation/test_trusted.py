@@ -117,3 +117,26 @@ def test_options_refuse_bad_trust_values_up_front(field, value):
 
     with pytest.raises(InputError, match=field):
         EvaluateOptions(**{field: value})
+
+
+def test_ood_auroc_ranks_by_the_combined_level_when_every_image_has_it():
+    """ood_score ranks a above b; the level (with the bottleneck) ranks b above a."""
+    images = [
+        ScoredTrust("a", ImageTrust(0.5, 0.3, 0.7, 6.0, True, ood_level=1.2), 0.5,
+                    np.zeros(0), np.zeros(0, bool)),
+        ScoredTrust("b", ImageTrust(0.5, 0.3, 0.7, 1.0, True, ood_bottleneck_score=30.0,
+                                    ood_level=3.0), 0.5, np.zeros(0), np.zeros(0, bool)),
+    ]  # fmt: skip
+    block = trust_block(images, 2, TrustRequest())
+    assert block["datasets"]["b"]["ood_auroc_vs_others"] == pytest.approx(1.0)
+    old = [ScoredTrust(s.dataset, ImageTrust(*[getattr(s.trust, k) for k in
+           ("predicted_score", "predicted_score_low", "predicted_score_high", "ood_score",
+            "ood")]), s.dsb, s.nucleus_p_correct, s.nucleus_has_match)
+           for s in images]  # fmt: skip
+    # Without the level (a predict folder from before it), the image-feature score ranks.
+    assert trust_block(old, 2, TrustRequest())["datasets"]["b"]["ood_auroc_vs_others"] == 0.0
+    summary = {"predicted_score": 0.5, "ood_score": 1.0, "ood_bottleneck_score": 30.0,
+               "ood_level": 3.0, "ood": True}  # fmt: skip
+    back = trust_from_summary(summary, {})
+    assert (back.ood_bottleneck_score, back.ood_level) == (30.0, 3.0)
+    assert math.isnan(trust_from_summary({"predicted_score": 0.5}, {}).ood_level)

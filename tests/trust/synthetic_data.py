@@ -8,8 +8,11 @@ from bayescellseg.trust.features import IMAGE_FEATURES, NUCLEUS_FEATURES
 from bayescellseg.trust.fit import TrustData
 
 
-def synthetic_trust_data(n: int = 120, seed: int = 0, shift: float = 0.0) -> TrustData:
-    """``n`` images in two sources; DSB = 0.3 + 0.4 x0 + noise, nucleus correct ~ x0."""
+def synthetic_trust_data(
+    n: int = 120, seed: int = 0, shift: float = 0.0, bottleneck_dim: int = 0
+) -> TrustData:
+    """``n`` images in two sources; DSB = 0.3 + 0.4 x0 + noise, nucleus correct ~ x0; with
+    ``bottleneck_dim``, correlated Gaussian bottleneck vectors (their own seeded stream)."""
     rng = np.random.default_rng(seed)
     k, j = len(IMAGE_FEATURES), len(NUCLEUS_FEATURES)
     x = rng.uniform(0, 1, size=(n, k)) + shift
@@ -26,4 +29,13 @@ def synthetic_trust_data(n: int = 120, seed: int = 0, shift: float = 0.0) -> Tru
         nucleus_x=nx,
         nucleus_image=nucleus_image,
         nucleus_correct=correct,
+        bottleneck=synthetic_bottleneck(n, bottleneck_dim, seed) if bottleneck_dim else None,
     )
+
+
+def synthetic_bottleneck(n: int, dim: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    """(n, dim) Gaussian vectors with a fixed correlated covariance (mixing seeded by ``dim``),
+    positive like a mean and std; ``shift`` moves them."""
+    mixing = np.random.default_rng(1000 + dim).normal(size=(dim, dim)) / np.sqrt(dim)
+    z = np.random.default_rng([seed, 7]).normal(size=(n, dim))
+    return 2.0 + z @ mixing + shift

@@ -23,7 +23,8 @@ from bayescellseg.trust.model import TrustModel
 from bayescellseg.trust.signals import TrustSignals, review_batch
 
 TRUST_COLUMNS = (
-    "predicted_score", "predicted_score_low", "predicted_score_high", "ood_score", "ood",
+    "predicted_score", "predicted_score_low", "predicted_score_high", "ood_score",
+    "ood_bottleneck_score", "ood_level", "ood",
 )  # fmt: skip
 """The ``per_image.csv`` columns added when the images carry trust signals."""
 
@@ -39,6 +40,9 @@ class ImageTrust:
         ood_score: Distance of the image's features to the fitting images'.
         ood: Whether the image was flagged as unlike the fitting images.
         p_correct: Nucleus label -> probability that it matches a true nucleus at IoU > 0.5.
+        ood_bottleneck_score: Distance of the network's bottleneck statistic (NaN: none).
+        ood_level: The larger of the distances over their thresholds (1: the flag line; NaN:
+            unknown, e.g. a ``predict`` folder written before it existed).
     """
 
     predicted_score: float
@@ -47,6 +51,8 @@ class ImageTrust:
     ood_score: float
     ood: bool
     p_correct: Mapping[int, float] = field(default_factory=dict)
+    ood_bottleneck_score: float = math.nan
+    ood_level: float = math.nan
 
     def row(self) -> dict[str, Any]:
         """The :data:`TRUST_COLUMNS` values of ``per_image.csv``."""
@@ -68,6 +74,8 @@ def trust_from_signals(signals: TrustSignals, labels: Sequence[int]) -> ImageTru
         ood_score=signals.ood_score,
         ood=bool(signals.ood),
         p_correct=p,
+        ood_bottleneck_score=signals.ood_bottleneck_score,
+        ood_level=signals.ood_level,
     )
 
 
@@ -84,8 +92,8 @@ def trust_from_summary(
 
     Args:
         summary: The image's summary (``predicted_score``, ``predicted_score_low``,
-            ``predicted_score_high``, ``ood_score``, ``ood``; a missing bound or OOD score is
-            NaN).
+            ``predicted_score_high``, ``ood_score``, ``ood_bottleneck_score``, ``ood_level``,
+            ``ood``; a missing bound or OOD score is NaN).
         p_correct: The ``p_correct`` column of its nucleus table (label -> value).
     """
     score = _number(summary.get("predicted_score"))
@@ -98,6 +106,8 @@ def trust_from_summary(
         ood_score=_number(summary.get("ood_score")),
         ood=summary.get("ood") is True,
         p_correct=dict(p_correct),
+        ood_bottleneck_score=_number(summary.get("ood_bottleneck_score")),
+        ood_level=_number(summary.get("ood_level")),
     )
 
 
@@ -161,6 +171,7 @@ def trust_batch(scored: Sequence[ScoredTrust], flagged: np.ndarray | None = None
         p_correct=p[known],
         correct=np.asarray(y, bool)[known],
         flagged=flagged,
+        ood_level=column("ood_level"),
     )
 
 
@@ -178,9 +189,11 @@ def _review(predicted: np.ndarray, request: TrustRequest) -> tuple[np.ndarray | 
 
 def _stated(model: TrustModel | None) -> dict[str, Any]:
     if model is None:
-        return {"stated_coverage": None, "ood_threshold": None}
+        return {"stated_coverage": None, "ood_threshold": None, "ood_bottleneck_threshold": None}
+    second = model.ood_bottleneck
     return {"stated_coverage": 1.0 - model.scores["dsb"].alpha,
-            "ood_threshold": model.ood.threshold}  # fmt: skip
+            "ood_threshold": model.ood.threshold,
+            "ood_bottleneck_threshold": None if second is None else second.threshold}  # fmt: skip
 
 
 def trust_block(scored: Sequence[ScoredTrust], n_images: int, request: TrustRequest) -> dict:
@@ -195,7 +208,8 @@ def trust_block(scored: Sequence[ScoredTrust], n_images: int, request: TrustRequ
         ``{"available": False, "reason"}`` without signals; else ``available``, the counts, the
         rule (``min_quality``, ``alpha``, ``review_statement``; without a trust model or
         ``min_quality`` no ``review`` entry is measured), ``review_fraction``,
-        ``stated_coverage`` and ``ood_threshold`` (None when the trust model is unknown), and
+        ``stated_coverage``, ``ood_threshold`` and ``ood_bottleneck_threshold`` (None when the
+        trust model is unknown or has no bottleneck OOD model), and
         :func:`~bayescellseg.trust.measures.trust_measures`'s ``overall`` and ``datasets``.
     """
     if not scored:

@@ -50,4 +50,5 @@ def recalibrated(maps: PredictedMaps, temperature: float, bias: float) -> Predic
     contour = maps.samples.contour
     pixel = uncertainty_maps(sample_moments(fg, dequantize(contour)))
     pixel = replace(pixel, contour=maps.maps.contour)
-    return replace(maps, samples=ImageSamples(pixel, quantize(fg), contour, logits))
+    samples = ImageSamples(pixel, quantize(fg), contour, logits, maps.samples.bottleneck)
+    return replace(maps, samples=samples)

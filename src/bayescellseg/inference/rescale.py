@@ -166,7 +166,7 @@ def resize_samples(samples: ImageSamples, shape: tuple[int, int]) -> ImageSample
         for stack in (samples.foreground, samples.contour)
     ]
     resized: UncertaintyMaps = uncertainty_maps(moments)
-    return ImageSamples(resized, per_sample[0], per_sample[1])
+    return ImageSamples(resized, per_sample[0], per_sample[1], bottleneck=samples.bottleneck)
 
 
 def params_at_scale(params: WatershedParams, scale: float) -> WatershedParams:

@@ -64,6 +64,14 @@ class PredictedMaps:
         return self.samples.maps
 
     @property
+    def bottleneck(self) -> np.ndarray | None:
+        """(2C,) float32 bottleneck statistic of the network's pass over the image (the members'
+        mean per-channel spatial mean, then std; :mod:`bayescellseg.inference.passes`), None
+        for a network without an encoder."""
+        stats = self.samples.bottleneck
+        return None if stats is None else stats.vector()
+
+    @property
     def n_samples(self) -> int:
         """Number of per-sample maps T."""
         return int(self.samples.foreground.shape[0])
@@ -86,12 +94,16 @@ class Result(UncertaintyMaps):
             ``needs_review``, ``reasons``, ...).
         info: How the prediction was made (``n_samples``, ``tta``, ``diameter``, ``scale``,
             ``precision``).
+        bottleneck: (2C,) float32 statistic of the network's bottleneck over the image
+            (:attr:`PredictedMaps.bottleneck`; the trust models' second OOD distance reads
+            it), None when unknown.
     """
 
     labels: np.ndarray = field(kw_only=True)
     nuclei: list[NucleusRecord] = field(kw_only=True)
     summary: ImageSummary = field(kw_only=True)
     info: PredictionInfo = field(kw_only=True)
+    bottleneck: np.ndarray | None = field(default=None, kw_only=True, compare=False)
 
     def maps(self) -> dict[str, np.ndarray]:
         """The per-pixel maps by name."""

@@ -31,7 +31,6 @@ Test-time augmentation
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +38,12 @@ import torch
 from torch import Tensor, nn
 
 from bayescellseg.inference.fusion import inference_members
+from bayescellseg.inference.passes import (
+    BottleneckStats,
+    BottleneckSums,
+    identity_rows,
+    member_logits,
+)
 from bayescellseg.inference.precision import (
     PRECISIONS,
     forward_precision,
@@ -61,8 +66,7 @@ from bayescellseg.inference.uncertainty import (
     uncertainty_maps,
 )
 from bayescellseg.model.config import ModelConfig
-from bayescellseg.model.layers import row_seeds, sampling
-from bayescellseg.model.unet import repeat_state
+from bayescellseg.model.layers import sampling
 
 
 @dataclass(frozen=True)
@@ -157,31 +161,6 @@ def samples_per_member(config: ModelConfig, n_members: int, n_samples: int | Non
     total = n_samples if n_samples is not None else config.n_samples * n_members
     total = max(total, n_members)
     return [total // n_members + (m < total % n_members) for m in range(n_members)]
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _member_logits(
-    member: nn.Module, x: Tensor, seeds: list[int], share: bool, rows_per_batch: int
-) -> Iterator[tuple[list[int], Tensor]]:
-    """Yield (positions in ``seeds``, logits (c, n, 2, h, w)) for micro-batches of one member's
-    samples of the ``n`` inputs ``x`` (n, C, h, w); batch row ``t*n + i`` is sample t of input i.
-    """
-    n_inputs = x.shape[0]
-    positions = list(range(len(seeds)))
-    shared = share and hasattr(member, "forward_shared")
-    if shared:
-        state = member.forward_shared(x)
-    for chunk in _chunks(positions, max(1, rows_per_batch // n_inputs)):
-        with row_seeds([seeds[i] for i in chunk for _ in range(n_inputs)]):
-            if shared:
-                logits = member.forward_stochastic(repeat_state(state, len(chunk)))
-            else:
-                logits = member(x.repeat(len(chunk), 1, 1, 1))
-        yield chunk, logits.reshape(len(chunk), n_inputs, *logits.shape[1:])
 
 
 MOMENT_NAMES = ("probability", "second_moment", "expected_entropy", "contour")
@@ -282,7 +261,11 @@ def half_tensor(logits: Tensor) -> Tensor:
 
 
 def tile_predictor(
-    model: nn.Module, config: ModelConfig, options: SamplingOptions, encode: bool = True
+    model: nn.Module,
+    config: ModelConfig,
+    options: SamplingOptions,
+    encode: bool = True,
+    bottleneck: BottleneckSums | None = None,
 ) -> Predictor:
     """The Bayesian U-Net's predictor for :func:`~bayescellseg.inference.tiler.sliding_window`.
 
@@ -298,6 +281,8 @@ def tile_predictor(
         config: Its configuration.
         options: Sampling options (``options.precision`` chooses the forward pass's precision).
         encode: Per-sample maps as uint8 / float16 (True) or float32.
+        bottleneck: Sums (one per member) that every tile's bottlenecks are added to
+            (:mod:`bayescellseg.inference.passes`), or None.
     """
     device = model_device(model)
     precision = resolve_precision(options.precision, device)
@@ -317,17 +302,18 @@ def tile_predictor(
         groups = input_groups(x.shape[0], transforms, shape, rows_per_batch)
         first = 0
         with sampling(nn.ModuleList(members), stochastic), forward_precision(precision, device):
-            for member, count in zip(members, counts, strict=True):
+            for m, (member, count) in enumerate(zip(members, counts, strict=True)):
                 for group in groups:
                     xg = torch.cat([transform(x[b : b + 1], k, f) for b, k, f in group])
-                    member_logits = _member_logits(
+                    passes = member_logits(
                         member,
                         prepare_input(xg, precision),
                         seeds[first : first + count],
                         options.share,
                         rows_per_batch,
+                        _recorder(bottleneck, m, identity_rows(group)),
                     )
-                    for chunk, logits in member_logits:
+                    for chunk, logits in passes:
                         rows = [first + i for i in chunk]
                         for i, (b, k, f) in enumerate(group):
                             sums.add(b, rows, inverse_transform(logits[:, i].float(), k, f))
@@ -335,6 +321,13 @@ def tile_predictor(
         return sums.output(sum(counts) * len(transforms), encode)
 
     return predict
+
+
+def _recorder(sums: BottleneckSums | None, member: int, rows: list[int]):
+    """The bottleneck callback adding the untransformed ``rows`` to ``sums`` (None: no sums)."""
+    if sums is None or not rows:
+        return None
+    return lambda h: sums.add(member, h[:, rows])
 
 
 def _as_tensor(image: np.ndarray, device: torch.device) -> Tensor:
@@ -381,12 +374,15 @@ class ImageSamples:
         contour: (T, H, W) uint8 per-sample contour probability, ``round(255 p)``.
         foreground_logits: (T, H, W) float16 per-sample raw foreground logit, only with
             ``SamplingOptions.keep_logits`` (taken from the tile cores like the maps above).
+        bottleneck: The network's bottleneck statistic over the image
+            (:mod:`bayescellseg.inference.passes`), None for networks without an encoder.
     """
 
     maps: UncertaintyMaps
     foreground: np.ndarray
     contour: np.ndarray
     foreground_logits: np.ndarray | None = None
+    bottleneck: BottleneckStats | None = None
 
 
 def quantize(p: np.ndarray) -> np.ndarray:
@@ -429,7 +425,7 @@ def sample_image(
         overlap: Minimum tile overlap in pixels (default ``tile_size // 8``).
 
     Returns:
-        Maps and per-sample maps.
+        Maps, per-sample maps and the bottleneck statistic.
     """
     if tile_size < 2**config.depth:
         raise ValueError(f"tile_size must be at least {2**config.depth}, got {tile_size}")
@@ -439,12 +435,15 @@ def sample_image(
     tile_pixels = min(tile_size, image.shape[0]) * min(tile_size, image.shape[1])
     device = model_device(model)
     per_batch = max(1, _batch_pixels(options, device) // tile_pixels)
-    predictor = tile_predictor(model, config, options)
+    sums = BottleneckSums(len(members_of(model)))
+    predictor = tile_predictor(model, config, options, bottleneck=sums)
     with torch.inference_mode():
         x = _as_tensor(image, device)
         out = sliding_window(x, predictor, tile_size, overlap, per_batch)
         moments = SampleMoments(**{k: out.moments[k].cpu().numpy() for k in MOMENT_NAMES})
         per = {k: v.cpu().numpy() for k, v in out.per_sample.items()}
+        stats = sums.stats()
+    maps = uncertainty_maps(moments)
     return ImageSamples(
-        uncertainty_maps(moments), per["foreground"], per["contour"], per.get("foreground_logits")
+        maps, per["foreground"], per["contour"], per.get("foreground_logits"), stats
     )

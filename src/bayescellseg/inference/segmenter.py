@@ -343,6 +343,7 @@ class Segmenter:
             nuclei=records,
             summary=summary,
             info=maps.info(),
+            bottleneck=maps.bottleneck,
         )
 
     def predict(

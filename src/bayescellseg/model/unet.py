@@ -24,7 +24,9 @@ to reflect) at the bottom and right to a multiple of ``2**depth``; the logits ar
 Decoder-tail sampling: :meth:`UNet.forward_shared` runs every step before the first stochastic
 layer and returns a :class:`UNetState`; :meth:`UNet.forward_stochastic` runs the rest.
 ``forward(x) == forward_stochastic(forward_shared(x))`` by construction (``forward`` is that
-composition). :func:`repeat_state` turns a state of batch B into one of batch T*B (row
+composition). :meth:`UNet.forward_tail` is ``forward_stochastic`` that also returns the
+bottleneck (the output of the last encoder block, ``encoder.blocks[-1]``, before its dropout),
+which the prediction path summarises per channel. :func:`repeat_state` turns a state of batch B into one of batch T*B (row
 ``t*B + b`` = sample t of image b), so T samples of the tail run as one batch.
 """
 
@@ -189,12 +191,15 @@ class UNetState:
         skips: Encoder skip features collected so far (levels 0, 1, ...), un-repeated.
         step: Index of the next step to run.
         size: The (H, W) of the input before padding; the logits are cropped to it.
+        bottleneck: The output of the last encoder block once that step has run (un-repeated
+            when it ran before :func:`repeat_state`), else None.
     """
 
     h: Tensor
     skips: tuple[Tensor, ...]
     step: int
     size: tuple[int, int]
+    bottleneck: Tensor | None = None
 
 
 def repeat_state(state: UNetState, n: int) -> UNetState:
@@ -261,11 +266,12 @@ class UNet(nn.Module):
         return any(isinstance(m, (MCDropout, VariationalConv2d)) for m in module.modules())
 
     def _run(self, state: UNetState, stop: int) -> UNetState:
-        h, skips = state.h, list(state.skips)
+        h, skips, bottleneck = state.h, list(state.skips), state.bottleneck
         d = self.config.depth
         for kind, i in self._steps[state.step : stop]:
             if kind == "enc":
                 h = self.encoder.stage(i, h)
+                bottleneck = h if i == d else bottleneck
             elif kind == "enc_drop":
                 h = self.encoder.drops[i](h)
                 if i < d:
@@ -276,7 +282,8 @@ class UNet(nn.Module):
                 h = self.decoder.drops[i](h)
             else:
                 h = self.head(h)
-        return UNetState(h=h, skips=tuple(skips), step=max(stop, state.step), size=state.size)
+        step = max(stop, state.step)
+        return UNetState(h=h, skips=tuple(skips), step=step, size=state.size, bottleneck=bottleneck)
 
     def forward_shared(self, x: Tensor) -> UNetState:
         """Pad ``x`` (B, C, H, W) and run every step before the first stochastic layer.
@@ -296,8 +303,14 @@ class UNet(nn.Module):
 
     def forward_stochastic(self, state: UNetState) -> Tensor:
         """Run the remaining steps of ``state`` and return logits (B', 2, H, W), cropped."""
-        out = self._run(state, len(self._steps)).h
-        return out[..., : state.size[0], : state.size[1]]
+        return self.forward_tail(state)[0]
+
+    def forward_tail(self, state: UNetState) -> tuple[Tensor, Tensor | None]:
+        """:meth:`forward_stochastic`'s logits and the bottleneck (the output of
+        ``encoder.blocks[-1]`` on the padded input, (B'', C, H/2**depth, W/2**depth): from this
+        call, or from ``state`` with its un-repeated rows when it ran before)."""
+        end = self._run(state, len(self._steps))
+        return end.h[..., : state.size[0], : state.size[1]], end.bottleneck
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (B, 2, H, W) for an input (B, in_channels, H, W) of any H, W."""

@@ -6,7 +6,8 @@ from models fitted on the other folds; the shipped models are then refitted on a
 images. The score models' feature set and ridge penalty are chosen by leave-one-source-out error over
 the fitting sources (:func:`select_score_model`), which favours models that carry to a new
 source; their interval and review rules are calibrated on random folds (drawn per source with
-a recorded seed), as are the OOD distances. Each source gets the total weight
+a recorded seed), as are the OOD distances (of the image features and, when the data carry
+it, of the network's bottleneck statistic: :func:`fit_bottleneck_ood`). Each source gets the total weight
 ``sqrt(n_source)`` (weights ``1 / sqrt(n_source)`` per image), so that a large source does not
 drown the small ones and a tiny one does not dominate.
 """
@@ -22,7 +23,12 @@ from bayescellseg.trust.conformal import conformal_quantile
 from bayescellseg.trust.features import IMAGE_FEATURES
 from bayescellseg.trust.linear import LogisticModel, RidgeModel, Standardizer
 from bayescellseg.trust.model import SCORES, OODModel, ScoreModel, TrustModel
-from bayescellseg.trust.ood import Mahalanobis, ood_threshold, out_of_fold_distances
+from bayescellseg.trust.ood import (
+    LowRankMahalanobis,
+    Mahalanobis,
+    ood_threshold,
+    out_of_fold_distances,
+)
 
 SCORE_FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "all": IMAGE_FEATURES,
@@ -53,6 +59,8 @@ class TrustData:
         nucleus_x: (m, j) nucleus features.
         nucleus_image: (m,) index of each nucleus's image.
         nucleus_correct: (m,) whether each nucleus matches a true nucleus at IoU > 0.5.
+        bottleneck: (n, 2C) bottleneck statistic of each image
+            (:attr:`~bayescellseg.inference.result.Result.bottleneck`), or None.
     """
 
     image_ids: np.ndarray
@@ -62,6 +70,7 @@ class TrustData:
     nucleus_x: np.ndarray
     nucleus_image: np.ndarray
     nucleus_correct: np.ndarray
+    bottleneck: np.ndarray | None = None
 
     def subset(self, keep: np.ndarray) -> TrustData:
         """The images where ``keep`` (bool, (n,)) is True, with their nuclei."""
@@ -76,6 +85,7 @@ class TrustData:
             nucleus_x=self.nucleus_x[nuc],
             nucleus_image=new_index[self.nucleus_image[nuc]],
             nucleus_correct=self.nucleus_correct[nuc],
+            bottleneck=None if self.bottleneck is None else self.bottleneck[keep],
         )
 
 
@@ -91,6 +101,8 @@ class FitOptions:
         ridge_alpha: Ridge penalty of the score models.
         logistic_alpha: L2 penalty of the ``p_correct`` model.
         shrinkage: Covariance shrinkage of the OOD distance.
+        bottleneck_shrinkage: Covariance shrinkage of the bottleneck OOD distance (the study's
+            0.5; ``docs/study.md``, "Trust signals").
         nucleus_review_below: Flag a nucleus when ``p_correct`` is below this.
         calibration: Where the calibration predictions (interval half-width, review rules) of
             each image come from: ``"fold"`` (default), models fitted on the other random folds,
@@ -107,6 +119,7 @@ class FitOptions:
     ridge_alpha: float = 1.0
     logistic_alpha: float = 1.0
     shrinkage: float = 0.1
+    bottleneck_shrinkage: float = 0.5
     nucleus_review_below: float = 0.5
     calibration: str = "fold"
 
@@ -227,6 +240,31 @@ def fit_ood(data: TrustData, folds: np.ndarray, options: FitOptions) -> tuple[OO
     return model, oof
 
 
+def fit_bottleneck_ood(
+    data: TrustData, folds: np.ndarray, options: FitOptions
+) -> tuple[OODModel, np.ndarray]:
+    """The bottleneck OOD model (standardised statistic, :class:`LowRankMahalanobis` with
+    ``options.bottleneck_shrinkage``, threshold at ``options.ood_alpha`` on out-of-fold
+    distances) and those distances.
+
+    Raises:
+        ValueError: ``data`` carries no bottleneck statistic.
+    """
+    if data.bottleneck is None:
+        raise ValueError("the data carry no bottleneck statistic")
+    std = Standardizer.fit(data.bottleneck)
+    z = std(data.bottleneck)
+    shrinkage = options.bottleneck_shrinkage
+    oof = out_of_fold_distances(z, folds, shrinkage, low_rank=True)
+    model = OODModel(
+        standardizer=std,
+        mahalanobis=LowRankMahalanobis.fit(z, shrinkage),
+        threshold=ood_threshold(oof, options.ood_alpha),
+        alpha=options.ood_alpha,
+    )
+    return model, oof
+
+
 def fit_trust(
     data: TrustData, options: FitOptions | None = None, provenance: dict[str, Any] | None = None
 ) -> TrustModel:
@@ -263,6 +301,7 @@ def fit_trust(
         )
         selection[name] = {"features": set_name, "ridge_alpha": alpha, "candidates_mae": table}
     ood, _ = fit_ood(data, folds, options)
+    bottleneck = None if data.bottleneck is None else fit_bottleneck_ood(data, folds, options)[0]
     names, counts = np.unique(data.sources, return_counts=True)
     record = {
         **(provenance or {}),
@@ -279,4 +318,5 @@ def fit_trust(
         nucleus_review_below=options.nucleus_review_below,
         ood=ood,
         provenance=record,
+        ood_bottleneck=bottleneck,
     )

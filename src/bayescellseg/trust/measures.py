@@ -9,7 +9,8 @@ while it scores images. Per dataset and overall it reports:
   least the stated quality) beside the stated ``1 - alpha``;
 * the ``--review-fraction`` budget's share of the oracle's gain in the mean DSB of kept images;
 * ``p_correct``: ECE (15 bins), reliability bins, AUROC of ``1 - p_correct`` for the errors;
-* OOD: share flagged, and the AUROC of the OOD score of each dataset against all the others.
+* OOD: share flagged, and the AUROC of the OOD score of each dataset against all the others
+  (the combined ``ood_level`` when every image has it, else the image-feature ``ood_score``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class TrustBatch:
         p_correct: (m,) its ``p_correct``.
         correct: (m,) whether it matches a true nucleus at IoU > 0.5.
         flagged: (n,) the ``--min-quality`` rule's review flags (None: no rule was used).
+        ood_level: (n,) the combined OOD score (larger distance over its threshold; NaN where
+            unknown), or None.
     """
 
     datasets: np.ndarray
@@ -54,6 +57,15 @@ class TrustBatch:
     p_correct: np.ndarray
     correct: np.ndarray
     flagged: np.ndarray | None = None
+    ood_level: np.ndarray | None = None
+
+    def ood_ranking(self) -> np.ndarray:
+        """The OOD score the AUROC ranks by: ``ood_level`` when known for every image (it
+        ranks as ``ood_score`` without a bottleneck model), else ``ood_score``."""
+        level = self.ood_level
+        if level is not None and level.size and np.all(np.isfinite(level)):
+            return level
+        return self.ood_score
 
 
 def score_measures(
@@ -183,7 +195,7 @@ def trust_measures(
         keep = batch.datasets == name
         group = _group(batch, keep, batch.nucleus_dataset == name, rule, review_fraction)
         group["ood_auroc_vs_others"] = (
-            auroc(batch.ood_score, keep) if 0 < keep.sum() < keep.size else math.nan
+            auroc(batch.ood_ranking(), keep) if 0 < keep.sum() < keep.size else math.nan
         )
         out["datasets"][name] = group
     return out

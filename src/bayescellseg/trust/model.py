@@ -9,6 +9,10 @@
   nucleus at IoU > 0.5)`` (``p_correct``) and the ``p_correct`` below which a nucleus is flagged;
 * ``ood``: the standardisation, mean and precision matrix of the image features and the
   distance threshold above which an image is flagged as unlike the fitting images;
+* ``ood_bottleneck`` (optional; files without it behave as before): the same for the network's
+  bottleneck statistic (:attr:`~bayescellseg.inference.result.Result.bottleneck`), stored in
+  low-rank form, with its own threshold; an image is OOD when either distance is above its
+  threshold;
 * ``provenance``: sources, counts, seed and command.
 """
 
@@ -26,7 +30,7 @@ from bayescellseg.errors import InputError
 from bayescellseg.trust.conformal import ReviewRule, review_threshold
 from bayescellseg.trust.features import IMAGE_FEATURES, NUCLEUS_FEATURES
 from bayescellseg.trust.linear import LogisticModel, RidgeModel, Standardizer
-from bayescellseg.trust.ood import Mahalanobis
+from bayescellseg.trust.ood import LowRankMahalanobis, Mahalanobis, distance_from_dict
 
 TRUST_FILE = "trust.json"
 FORMAT_VERSION = 1
@@ -96,19 +100,25 @@ class ScoreModel:
 
 @dataclass(frozen=True)
 class OODModel:
-    """Mahalanobis distance of the standardised image features, with its threshold.
+    """Mahalanobis distance of standardised features (the image features, or the bottleneck
+    statistic), with its threshold.
 
     Attributes:
         standardizer: Feature standardisation of the fitting images.
-        mahalanobis: Mean and precision of the standardised features.
+        mahalanobis: Mean and precision (or its low-rank form) of the standardised features.
         threshold: Flag an image when its distance exceeds this.
         alpha: Intended share of in-distribution images flagged.
     """
 
     standardizer: Standardizer
-    mahalanobis: Mahalanobis
+    mahalanobis: Mahalanobis | LowRankMahalanobis
     threshold: float
     alpha: float
+
+    @property
+    def n_features(self) -> int:
+        """Length of the feature vector it reads."""
+        return int(self.standardizer.mean.size)
 
     def distance(self, x: np.ndarray) -> np.ndarray:
         """(n,) distances of (n, k) image features."""
@@ -124,7 +134,7 @@ class OODModel:
     def from_dict(cls, data: dict[str, Any]) -> OODModel:
         """Inverse of :meth:`to_dict`."""
         return cls(Standardizer.from_dict(data["standardizer"]),
-                   Mahalanobis.from_dict(data["mahalanobis"]), float(data["threshold"]),
+                   distance_from_dict(data["mahalanobis"]), float(data["threshold"]),
                    float(data["alpha"]))  # fmt: skip
 
 
@@ -136,8 +146,10 @@ class TrustModel:
         scores: ``dsb`` and ``ap50`` score models.
         nucleus: Logistic ``p_correct`` model.
         nucleus_review_below: A nucleus is flagged when ``p_correct`` is below this.
-        ood: Out-of-distribution model.
+        ood: Out-of-distribution model of the image features.
         provenance: Sources, counts, seed, command.
+        ood_bottleneck: Out-of-distribution model of the network's bottleneck statistic (None:
+            the file has none, and only ``ood`` flags).
     """
 
     scores: dict[str, ScoreModel]
@@ -145,9 +157,13 @@ class TrustModel:
     nucleus_review_below: float
     ood: OODModel
     provenance: dict[str, Any] = field(default_factory=dict)
+    ood_bottleneck: OODModel | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (the ``trust.json`` content)."""
+        """JSON-ready dict (the ``trust.json`` content; ``ood_bottleneck`` only when fitted)."""
+        extra = (
+            {} if self.ood_bottleneck is None else {"ood_bottleneck": self.ood_bottleneck.to_dict()}
+        )
         return {
             "format_version": FORMAT_VERSION,
             "image_features": list(IMAGE_FEATURES),
@@ -158,6 +174,7 @@ class TrustModel:
                 "review_below": self.nucleus_review_below,
             },  # fmt: skip
             "ood": self.ood.to_dict(),
+            **extra,
             "provenance": self.provenance,
         }
 
@@ -182,6 +199,9 @@ class TrustModel:
                 nucleus_review_below=float(data["nucleus"]["review_below"]),
                 ood=OODModel.from_dict(data["ood"]),
                 provenance=dict(data.get("provenance") or {}),
+                ood_bottleneck=(
+                    OODModel.from_dict(data["ood_bottleneck"]) if "ood_bottleneck" in data else None
+                ),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise InputError(where, f"malformed trust file ({err!r})") from err
