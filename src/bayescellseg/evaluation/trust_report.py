@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from bayescellseg.evaluation.trusted import ScoredTrust, trust_batch
 from bayescellseg.metrics.calibration import reliability_bins
 from bayescellseg.report import trust_plots
@@ -60,12 +62,20 @@ def trust_figures(scored: Sequence[ScoredTrust], block: Mapping[str, Any]) -> di
             "Reliability of the nucleus p_correct: fraction of nuclei that are right, per bin.",
             reliability_diagram(curves, "Reliability of p_correct", labels),
         ),
-        "trust_ood.png": (
-            "Out-of-distribution score of each image, per dataset; images above the dashed "
-            "line are flagged.",
-            trust_plots.ood_strip(batch.ood_score, names, block.get("ood_threshold")),
-        ),
+        "trust_ood.png": _ood_figure(batch.ood_score, batch.ood_level, names, block),
     }  # fmt: skip
+
+
+def _ood_figure(score: np.ndarray, level: np.ndarray, names: list, block: Mapping) -> tuple:
+    """The OOD strip: of ``ood_level`` (flag line 1) when every image has one, else of the
+    image-feature distance with its threshold (predictions made before ``ood_level``)."""
+    caption = "Out-of-distribution {} of each image, per dataset; images above the dashed line are flagged."  # fmt: skip
+    if level.size and np.isfinite(level).all():
+        what = "level (the larger of the image-feature and bottleneck distances, each over its threshold)"  # fmt: skip
+        png = trust_plots.ood_strip(level, names, 1.0, ylabel="OOD level (distance / threshold)")
+        return caption.format(what), png
+    png = trust_plots.ood_strip(score, names, block.get("ood_threshold"))
+    return caption.format("score (distance of the image features)"), png
 
 
 def _row(name: str, m: Mapping[str, Any]) -> tuple:

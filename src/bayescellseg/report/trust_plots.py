@@ -66,13 +66,19 @@ def interval_scatter(
     return _png(fig)
 
 
-def ood_strip(scores: np.ndarray, groups: Sequence[str], threshold: float | None = None) -> bytes:
+def ood_strip(
+    scores: np.ndarray,
+    groups: Sequence[str],
+    threshold: float | None = None,
+    ylabel: str = "OOD score (distance)",
+) -> bytes:
     """The OOD score of every image, one column per dataset, with the flagging threshold.
 
     Args:
         scores: (n,) OOD score (distance to the fitting images) per image; nan is skipped.
         groups: (n,) dataset of each image.
         threshold: Images above it are flagged (None: not drawn).
+        ylabel: The y-axis label (what the score is).
 
     Returns:
         PNG bytes.
@@ -93,6 +99,6 @@ def ood_strip(scores: np.ndarray, groups: Sequence[str], threshold: float | None
     if not np.isfinite(s).any():
         _empty_note(ax, "no image with an OOD score")
     ax.set_xticks(range(len(order)), [str(n) for n in order], rotation=20 if len(order) > 3 else 0)
-    ax.set(xlim=(-0.6, max(len(order), 1) - 0.4), ylabel="OOD score (distance)",
+    ax.set(xlim=(-0.6, max(len(order), 1) - 0.4), ylabel=ylabel,
            title="Out-of-distribution score per dataset (bar: median)")  # fmt: skip
     return _png(fig)
