@@ -32,7 +32,11 @@ def test_train_command_end_to_end(tmp_path, capsys) -> None:
     assert loaded.config.base_channels == 4 and loaded.config.depth == 2
     training = loaded.extras["training"]
     assert training["split_file"] == "split.json"
-    assert training["split_sha256"] == hashlib.sha256(split.read_bytes()).hexdigest()
+    assert training["split_given_sha256"] == hashlib.sha256(split.read_bytes()).hexdigest()
+    own = (out / "split.json").read_bytes()  # the folder's split: what evaluate reads back
+    assert training["split_sha256"] == hashlib.sha256(own).hexdigest()
+    assert main(["evaluate", "--model", str(out), "--data", str(root), "--split", "val",
+                 "--out", str(tmp_path / "eval"), "--quiet"]) == 0  # fmt: skip
     assert training["data_root"] == str(root.resolve())
     assert training["n_train_images"] == 3 and training["val_ids"] == ["e", "d"]
     assert training["config"]["epochs"] == 1 and training["config"]["crop"] == 32

@@ -385,8 +385,8 @@ def split_refs(
         path = Path(split_file)
     else:
         path = own if own is not None and own.is_file() else DEFAULT_SPLIT
-    recorded = (training or {}).get("split_sha256")
-    if recorded and recorded != hashlib.sha256(path.read_bytes()).hexdigest():
+    recorded = {(training or {}).get(k) for k in ("split_sha256", "split_given_sha256")} - {None}
+    if recorded and hashlib.sha256(path.read_bytes()).hexdigest() not in recorded:
         raise InputError(
             path,
             f"the model was trained with another split ({(training or {}).get('split_file')}); "

@@ -235,9 +235,14 @@ def prepare_data(config: TrainConfig, out_dir: Path, resume: bool) -> TrainingDa
             for n, e in document["sources"].items()
         },  # fmt: skip
         "split_file": Path(config.split).name if given else SPLIT_FILE,
-        "split_sha256": hashlib.sha256(
-            Path(config.split).read_bytes() if given else text.encode()
-        ).hexdigest(),
+        # the folder's own split.json (what evaluate and calibrate read back), and the file
+        # the split was given as, which a user may pass as --split-file instead
+        "split_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        **(
+            {"split_given_sha256": hashlib.sha256(Path(config.split).read_bytes()).hexdigest()}
+            if given
+            else {}
+        ),
         "n_train_images": len(train),
         "val_ids": [s.id for samples in val.values() for s in samples],
     }
