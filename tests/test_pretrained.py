@@ -10,6 +10,7 @@ import pytest
 from bayescellseg.inference.segmenter import Segmenter, bundled_model_path
 from bayescellseg.io.dsb import read_dsb_sample
 from bayescellseg.metrics.matching import dsb_score
+from bayescellseg.model.store import read_calibration
 from bayescellseg.samples import sample_root
 
 SMALL_SAMPLE = "1609b1b8480ee52652a644403b3f7d5511410a016750aa3b9a4c8ddb3e893e8e"  # 360x360
@@ -29,11 +30,15 @@ def test_bundled_model_folder_is_complete_and_small() -> None:
     config = json.loads((folder / "config.json").read_text())
     # the study's choice (docs/study.md): a deep ensemble of three width-16 U-Nets
     assert config["model"]["method"] == "ensemble" and config["model"]["n_members"] == 3
-    # calibrated on the validation split: temperature, watershed and review thresholds stored
-    assert config["temperature"] > 0 and config["logit_bias"] < 0  # borders were over-predicted
-    assert {"postprocess", "review", "calibration"} <= set(config)
-    assert config["calibration"]["split"] == "val"
-    assert config["calibration"]["fit_region"] == "band"
+    # calibrated on the held-out validation images of both training sources (calibration.json)
+    calibration = read_calibration(folder)
+    assert (
+        calibration["temperature"] > 0 and calibration["logit_bias"] < 0
+    )  # borders over-predicted
+    assert {"postprocess", "review", "calibration"} <= set(calibration)
+    assert calibration["calibration"]["n_images"] == 139  # 130 DSB2018 + 9 TNBC
+    assert calibration["calibration"]["fit_region"] == "band"
+    assert (folder / "trust.json").is_file() and (folder / "split.json").is_file()
 
 
 def test_bundled_model_segments_a_validation_sample(segmenter: Segmenter) -> None:
@@ -57,7 +62,7 @@ def test_diameter_restores_accuracy_on_an_enlarged_image(segmenter) -> None:
 
     from bayescellseg.data.sizes import median_diameter
 
-    assert segmenter.nucleus_diameter == pytest.approx(19.835)  # median of the training split
+    assert segmenter.nucleus_diameter == pytest.approx(19.931)  # median of the training split
     sample = read_dsb_sample(sample_root(), GREY_SAMPLE)
     shape = (2 * sample.labels.shape[0], 2 * sample.labels.shape[1])
     image = resize(sample.image, shape, order=1, preserve_range=True).astype(sample.image.dtype)

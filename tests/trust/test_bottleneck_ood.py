@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bayescellseg.errors import InputError
-from bayescellseg.model.store import bundled_model_path
 from bayescellseg.trust.features import image_features
 from bayescellseg.trust.fit import FitOptions, assign_folds, fit_bottleneck_ood, fit_trust
 from bayescellseg.trust.model import load_trust, save_trust
@@ -17,6 +17,8 @@ from bayescellseg.trust.ood import LowRankMahalanobis, Mahalanobis
 from bayescellseg.trust.signals import SUMMARY_COLUMNS, ood_decision, trust_signals
 from tests.trust.results import empty_result, two_nucleus_result
 from tests.trust.synthetic_data import synthetic_bottleneck, synthetic_trust_data
+
+LEGACY_MODEL = Path(__file__).parent / "data" / "legacy_model"
 
 DIM = 24
 
@@ -130,8 +132,9 @@ BEFORE = [
 ]  # fmt: skip
 
 
-def test_bundled_trust_json_gives_the_same_signals_as_before() -> None:
-    trust = load_trust(bundled_model_path())
+def test_a_trust_json_without_bottleneck_gives_the_same_signals_as_before() -> None:
+    """The bundled trust.json of session 10 (no bottleneck part), kept as test data."""
+    trust = load_trust(LEGACY_MODEL)
     assert trust.ood_bottleneck is None
     results = [two_nucleus_result(), two_nucleus_result(False)]
     results.append(empty_result(results[0]))
