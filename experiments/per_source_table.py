@@ -24,28 +24,23 @@ def main() -> None:
     args = parser.parse_args()
     names, _ = _row(args.reports[0])
     cols = [*names, "all"]
-    print("| model | " + " | ".join(f"{c} DSB / AP50 / Dice" for c in cols) + " |")
+    _table(args.reports, cols, "DSB / AP50 / Dice", _seg)
+    _table(args.reports, cols, "nucleus AUROC / Spearman", _uq)
+    _table(args.reports, cols, "band ECE / ECE", _ece)
+
+
+def _table(reports: list[Path], cols: list[str], what: str, cell) -> None:
+    """One markdown table: a row per report, ``cell(entry)`` per column."""
+    print("\n| model | " + " | ".join(f"{c} {what}" for c in cols) + " |")
     print("|---|" + "---|" * len(cols))
-    for report in args.reports:
+    for report in reports:
         _, rows = _row(report)
-        cells = []
-        for c in cols:
-            seg = rows[c]["segmentation"]
-            cells.append(f"{seg['dsb']:.3f} / {seg['ap50']:.3f} / {seg['dice']:.3f} "
-                         f"(n={rows[c]['n_images']})")  # fmt: skip
-        print(f"| {report.name} | " + " | ".join(cells) + " |")
-    print("\n| model | " + " | ".join(f"{c} nucleus AUROC / Spearman" for c in cols) + " |")
-    print("|---|" + "---|" * len(cols))
-    for report in args.reports:
-        _, rows = _row(report)
-        cells = [_uq(rows[c]) for c in cols]
-        print(f"| {report.name} | " + " | ".join(cells) + " |")
-    print("\n| model | " + " | ".join(f"{c} band ECE / ECE" for c in cols) + " |")
-    print("|---|" + "---|" * len(cols))
-    for report in args.reports:
-        _, rows = _row(report)
-        cells = [_ece(rows[c]) for c in cols]
-        print(f"| {report.name} | " + " | ".join(cells) + " |")
+        print(f"| {report.name} | " + " | ".join(cell(rows[c]) for c in cols) + " |")
+
+
+def _seg(entry: dict) -> str:
+    seg = entry["segmentation"]
+    return f"{seg['dsb']:.3f} / {seg['ap50']:.3f} / {seg['dice']:.3f} (n={entry['n_images']})"
 
 
 def _ece(entry: dict) -> str:
