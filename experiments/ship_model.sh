@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Copy a trained, calibrated model folder into the package as the bundled default model.
-#   experiments/ship_model.sh runs/decoder16_ft
-# A model fine-tuned from another folder (init_from) also gets that folder's training log, as
-# train_log_init.csv (init_from "bundled": the log of the model being replaced, taken before it
-# is overwritten). The model card (MODEL_CARD.md) is written by hand from the study's figures.
+# Copy a trained, calibrated model folder into the package as a bundled model.
+#   experiments/ship_model.sh runs/ensemble16_ft                      # the default, nuclei
+#   experiments/ship_model.sh runs/nuclei_nc nuclei_nc "CC BY-NC-SA 4.0 (trained on MoNuSeg 2018)"
+# The second argument is the folder under src/bayescellseg/pretrained (default nuclei); the
+# third, when the weights are not MIT, is their licence, recorded as "licence" in config.json
+# (predict prints it). A model fine-tuned from another folder (init_from) also gets that
+# folder's training log, as train_log_init.csv (init_from "bundled": the default model's log,
+# taken before it is overwritten). MODEL_CARD.md (and a LICENSE file) are written by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-src=${1:?usage: experiments/ship_model.sh MODEL_DIR}
-dst=src/bayescellseg/pretrained/nuclei
+src=${1:?usage: experiments/ship_model.sh MODEL_DIR [NAME [LICENCE]]}
+name=${2:-nuclei}
+licence=${3:-}
+root=src/bayescellseg/pretrained
+dst=$root/$name
 mkdir -p "$dst"
 init=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1])).get('init_from') or '')" "$src/training_config.json")
-[ "$init" = "bundled" ] && init=$dst
+[ "$init" = "bundled" ] && init=$root/nuclei
 tmp_init=$(mktemp)
 trap 'rm -f "$tmp_init"' EXIT
 [ -n "$init" ] && cp "$init/train_log.csv" "$tmp_init"
@@ -24,4 +30,7 @@ for f in split.json calibration.json trust.json; do
 done
 rm -f "$dst/train_log_init.csv"
 [ -n "$init" ] && cp "$tmp_init" "$dst/train_log_init.csv" && chmod 644 "$dst/train_log_init.csv"
+if [ -n "$licence" ]; then
+  "${PYTHON:-.venv/bin/python}" -c "import sys; from bayescellseg.model.store import update_extras; update_extras(sys.argv[1], licence=sys.argv[2])" "$dst" "$licence"
+fi
 du -sh "$dst"

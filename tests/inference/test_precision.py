@@ -159,3 +159,20 @@ def test_predict_batch_records_the_precision(model_factory, tmp_path) -> None:
     assert run_config["options"]["precision"] == "fp32"
     (summary,) = (tmp_path / "out").glob("*_summary.json")
     assert json.loads(summary.read_text())["precision"] == "fp32"
+
+
+def test_bf16_on_a_cpu_that_emulates_it_is_kept_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import bayescellseg.model.precision as model_prec
+
+    monkeypatch.setattr(model_prec, "cpu_has_bf16", lambda: False)
+    with caplog.at_level("WARNING"):
+        assert prec.resolve_precision("bf16", "cpu") == "bf16"
+    assert "no native bf16" in caplog.text and "10x slower" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(model_prec, "cpu_has_bf16", lambda: True)
+    with caplog.at_level("WARNING"):
+        assert prec.resolve_precision("bf16", "cpu") == "bf16"
+        assert prec.resolve_precision("fp32", "cpu") == "fp32"
+    assert caplog.text == ""

@@ -222,3 +222,19 @@ def test_auto_reuses_its_first_pass_when_that_is_the_prediction(
         np.testing.assert_array_equal(
             reused.probability, seg.predict(raw_image, n_samples=0).probability
         )
+
+
+def test_load_names_a_missing_bundled_model(tmp_path, monkeypatch) -> None:
+    import bayescellseg.inference.segmenter as segmenter_module
+
+    monkeypatch.setattr(segmenter_module, "bundled_model_path", lambda name: tmp_path / name)
+    with pytest.raises(InputError, match="bundled pretrained model 'nuclei-nc' is not installed"):
+        Segmenter.load("nuclei-nc")
+    with pytest.raises(InputError, match="bundled pretrained model 'nuclei' is not installed"):
+        Segmenter.load("bundled")
+
+
+def test_licence_of_the_weights_comes_from_the_config(model_factory) -> None:
+    assert Segmenter.load(model_factory()).licence is None
+    seg = Segmenter.load(model_factory({"licence": "CC BY-NC-SA 4.0"}))
+    assert seg.licence == "CC BY-NC-SA 4.0"

@@ -226,3 +226,21 @@ def test_saved_model_weights_are_not_private(tmp_path: Path) -> None:
     os.umask(mask)
     for name in ("weights.safetensors", "config.json"):
         assert stat.S_IMODE((tmp_path / "m" / name).stat().st_mode) == 0o666 & ~mask
+
+
+def test_bundled_names_resolve_to_package_folders(tmp_path: Path, monkeypatch) -> None:
+    from bayescellseg.model.store import BUNDLED_MODELS, bundled_model_path, bundled_name
+
+    assert bundled_name(None) == "nuclei" and bundled_name("bundled") == "nuclei"
+    assert bundled_name("nuclei-nc") == "nuclei-nc"
+    assert bundled_name(tmp_path) is None and bundled_name("some/folder") is None
+    assert bundled_model_path().name == BUNDLED_MODELS["nuclei"] == "nuclei"
+    assert bundled_model_path("bundled") == bundled_model_path("nuclei")
+    assert bundled_model_path("nuclei-nc").name == "nuclei_nc"
+    assert bundled_model_path("nuclei-nc").parent == bundled_model_path().parent
+    with pytest.raises(InputError, match="no bundled model is named 'nucleus'.*nuclei-nc"):
+        bundled_model_path("nucleus")
+    # a folder in the working directory that has a bundled model's name is that folder
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nuclei-nc").mkdir()
+    assert bundled_name("nuclei-nc") is None

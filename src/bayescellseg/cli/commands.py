@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bayescellseg.cli import predict
 from bayescellseg.cli.console import console
-from bayescellseg.cli.predict import load_segmenter
+from bayescellseg.cli.predict import MODEL_HELP, load_segmenter
 from bayescellseg.evaluation.calibration_report import format_calibration
 from bayescellseg.evaluation.run import EvaluateOptions
 from bayescellseg.inference.arguments import DEFAULT_DIAMETER
@@ -154,7 +154,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--pred", type=Path, help="folder written by 'predict'")
     ev.add_argument("--truth", type=Path, help="DSB layout, label-image folder or Kaggle RLE CSV")
-    ev.add_argument("--model", type=Path, help="model folder: predict, then score")
+    ev.add_argument("--model", type=Path, help=MODEL_HELP + ": predict, then score")
     ev.add_argument("--data", type=Path, nargs="+", help="dataset(s) to predict and score")
     ev.add_argument(
         "--split", default=None, help="'val' or 'train' to use the stored split of DSB2018"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,12 @@ def checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
+MODEL_HELP = (
+    "model folder, or a bundled model: nuclei (default), nuclei-nc (opt-in, also trained on "
+    "MoNuSeg; non-commercial licence)"
+)
+
+
 def unit_interval(text: str) -> float:
     """argparse type: a number in [0, 1]."""
     try:
@@ -55,7 +62,10 @@ def load_segmenter(args: argparse.Namespace) -> Segmenter:
     """The model of ``--model`` (None: bundled) on the device of ``--device`` (``auto``:
     CUDA if torch sees a GPU, else the CPU)."""
     device = str(resolve_device(args.device))
-    return Segmenter.load(args.model, device=device, precision=args.precision)
+    segmenter = Segmenter.load(args.model, device=device, precision=args.precision)
+    if segmenter.licence is not None:
+        print(f"note: this model's weights are licensed {segmenter.licence}", file=sys.stderr)
+    return segmenter
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -130,7 +140,7 @@ def add_predict_parser(
     pr = sub.add_parser("predict", help="segment images and report their uncertainty")
     pr.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     pr.add_argument(
-        "--model", type=Path, default=None, help="model folder (default: bundled model)"
+        "--model", type=Path, default=None, help=MODEL_HELP
     )
     pr.add_argument("--out", type=Path, required=True, help="output folder")
     pr.add_argument(

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from bayescellseg.errors import InputError
-from bayescellseg.model.precision import cpu_has_bf16
+from bayescellseg.model.precision import cpu_has_bf16, warn_if_emulated_bf16
 
 #: Accepted ``precision`` arguments.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -72,6 +72,8 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     if precision == "fp16":
         raise InputError("precision", f"fp16 is for CUDA devices, not {kind}; use bf16 or fp32")
     if precision == "bf16":
+        if kind == "cpu":
+            warn_if_emulated_bf16()
         return precision
     return "bf16" if kind == "cpu" and cpu_has_bf16() else "fp32"
 

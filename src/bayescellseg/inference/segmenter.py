@@ -62,7 +62,14 @@ from bayescellseg.inference.sampling import (
 )
 from bayescellseg.inference.uncertainty import UncertaintyMaps
 from bayescellseg.model.config import ModelConfig
-from bayescellseg.model.store import bundled_model_path, load_model
+from bayescellseg.model.store import (
+    BUNDLED_MODELS,
+    DEFAULT_ALIAS,
+    LICENCE_KEY,
+    bundled_model_path,
+    bundled_name,
+    load_model,
+)
 from bayescellseg.postprocess.nuclei import analyse_segmentation
 from bayescellseg.postprocess.review import ReviewThresholds
 from bayescellseg.postprocess.watershed import WatershedParams, instances_from_maps
@@ -81,8 +88,8 @@ __all__ = [
 #: ``diameter="auto"`` needs at least this many nuclei in the first pass to estimate a size.
 AUTO_MIN_NUCLEI = 3
 
-#: Names :meth:`Segmenter.load` accepts instead of a folder for the bundled model.
-BUNDLED_NAMES = ("bundled", "nuclei")
+#: Names :meth:`Segmenter.load` accepts instead of a folder for a bundled model.
+BUNDLED_NAMES = (DEFAULT_ALIAS, *BUNDLED_MODELS)
 
 
 class Segmenter:
@@ -138,8 +145,8 @@ class Segmenter:
         """Load a model folder (``config.json`` + ``weights.safetensors`` [+ ``calibration.json``]).
 
         Args:
-            path: The model folder; None, ``"bundled"`` or ``"nuclei"`` load the bundled
-                pretrained nucleus model.
+            path: The model folder, or the name of a bundled model: None, ``"bundled"`` or
+                ``"nuclei"`` (the default), ``"nuclei-nc"`` (opt-in, non-commercial licence).
             device: ``cpu``, ``cuda``, ``cuda:1``, ...
             precision: Default precision of :meth:`predict` (``auto``, ``fp32``, ``bf16``,
                 ``fp16``).
@@ -149,16 +156,17 @@ class Segmenter:
                 or the device or precision is unknown or unsupported.
         """
         check_precision(precision)
-        if path is None or (str(path) in BUNDLED_NAMES and not Path(path).is_dir()):
-            folder = bundled_model_path()
+        name = bundled_name(path)
+        if name is not None:
+            folder = bundled_model_path(name)
             if not (folder / "config.json").is_file():
                 raise InputError(
                     folder,
-                    "the bundled pretrained model is not installed; pass a model folder "
-                    "trained with 'bayescellseg train'",
+                    f"the bundled pretrained model {name!r} is not installed; pass a model "
+                    "folder trained with 'bayescellseg train'",
                 )
         else:
-            folder = Path(path)
+            folder = Path(str(path))
         try:
             torch_device = torch.device(device)
         except RuntimeError as err:
@@ -184,6 +192,13 @@ class Segmenter:
         for key, value in calibration.items():
             extras[key] = value.to_dict() if hasattr(value, "to_dict") else value
         return Segmenter(self.model, self.config, extras, self.source, self.precision)
+
+    @property
+    def licence(self) -> str | None:
+        """The licence of the weights when it is not the package's MIT (e.g. the opt-in
+        ``nuclei-nc`` model's CC BY-NC-SA 4.0), from ``config.json``; None otherwise."""
+        value = self.extras.get(LICENCE_KEY)
+        return str(value) if value else None
 
     @property
     def device(self) -> torch.device:

@@ -42,12 +42,43 @@ CALIBRATION_FILE = "calibration.json"
 #: The extras a ``calibration.json`` may hold (they override ``config.json``'s).
 CALIBRATION_KEYS = ("temperature", "logit_bias", "postprocess", "review", "calibration")
 _RESERVED = ("format_version", "model")
-PRETRAINED = ("pretrained", "nuclei")
+#: The models shipped in the package: name -> folder under ``bayescellseg/pretrained``.
+#: ``nuclei`` is the default (permissive data only); ``nuclei-nc`` is opt-in, trained also on
+#: MoNuSeg, whose CC BY-NC-SA 4.0 licence its weights carry (see its ``LICENSE`` file).
+BUNDLED_MODELS = {"nuclei": "nuclei", "nuclei-nc": "nuclei_nc"}
+#: Another name of the default bundled model.
+DEFAULT_ALIAS = "bundled"
+#: The extra of ``config.json`` naming the licence of a model's weights, when not MIT.
+LICENCE_KEY = "licence"
 
 
-def bundled_model_path() -> Path:
-    """Folder of the bundled pretrained nucleus model (it may be absent in a dev checkout)."""
-    return Path(str(resources.files("bayescellseg").joinpath(*PRETRAINED)))
+def bundled_model_path(name: str = "nuclei") -> Path:
+    """Folder of a bundled pretrained model (it may be absent in a dev checkout).
+
+    Args:
+        name: A key of :data:`BUNDLED_MODELS`, or ``"bundled"`` for the default ``nuclei``.
+
+    Raises:
+        InputError: An unknown name.
+    """
+    key = "nuclei" if name == DEFAULT_ALIAS else name
+    if key not in BUNDLED_MODELS:
+        known = ", ".join([DEFAULT_ALIAS, *BUNDLED_MODELS])
+        raise InputError("model", f"no bundled model is named {name!r}; bundled: {known}")
+    return Path(str(resources.files("bayescellseg").joinpath("pretrained", BUNDLED_MODELS[key])))
+
+
+def bundled_name(path: str | Path | None) -> str | None:
+    """The bundled model ``path`` names (``"nuclei"``, ``"nuclei-nc"``), or None for a folder.
+
+    None and ``"bundled"`` name the default. A name that is also an existing folder is the folder.
+    """
+    if path is None:
+        return "nuclei"
+    text = str(path)
+    if (text == DEFAULT_ALIAS or text in BUNDLED_MODELS) and not Path(text).is_dir():
+        return "nuclei" if text == DEFAULT_ALIAS else text
+    return None
 
 
 @dataclass

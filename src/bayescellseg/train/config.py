@@ -10,7 +10,7 @@ from typing import Any
 
 from bayescellseg.errors import InputError
 from bayescellseg.model.config import CLI_FLAG, PRESETS, ModelConfig
-from bayescellseg.model.store import bundled_model_path, read_model_config
+from bayescellseg.model.store import bundled_model_path, bundled_name, read_model_config
 from bayescellseg.settings import from_user_dict
 
 SCHEDULERS = ("cosine", "onecycle")
@@ -330,8 +330,10 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> Tra
 
 
 def init_folder(init_from: str | Path) -> Path:
-    """The model folder named by ``init_from`` (``"bundled"`` = the bundled model)."""
-    return bundled_model_path() if str(init_from) == "bundled" else Path(init_from)
+    """The model folder named by ``init_from``: a folder, or a bundled model's name
+    (``"bundled"`` = the default bundled model, ``"nuclei-nc"``)."""
+    name = bundled_name(init_from)
+    return bundled_model_path(name) if name is not None else Path(init_from)
 
 
 def _init_model_config(folder: Path, model: dict[str, Any], source: str | Path) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from bayescellseg.data.sources import SourceSpec, parse_source
 from bayescellseg.errors import InputError
 from bayescellseg.io.atomic import write_text_atomic
 from bayescellseg.io.dsb import Sample
-from bayescellseg.model.precision import cpu_has_bf16
+from bayescellseg.model.precision import cpu_has_bf16, warn_if_emulated_bf16
 from bayescellseg.model.store import WEIGHTS_FILE
 from bayescellseg.train import distributed as D
 from bayescellseg.train.checkpoint import (
@@ -210,6 +210,8 @@ def _runtime(config: TrainConfig) -> Runtime:
         amp = cpu_has_bf16() if cpu else True
     else:
         amp = bool(config.amp)
+        if amp and cpu:
+            warn_if_emulated_bf16()
     bf16 = cpu or torch.cuda.is_bf16_supported()
     dtype = torch.bfloat16 if bf16 else torch.float16
     # on this project's CPU (AVX-512 BF16), bf16 training is faster in the default layout:
