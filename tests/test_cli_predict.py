@@ -97,3 +97,22 @@ def test_cli_errors_name_the_flags_not_the_parameters(tmp_path, capsys, monkeypa
         with pytest.raises(SystemExit):  # argparse refuses it
             main([*args, "--out", str(tmp_path / "c"), flag, value])
         assert f"argument {flag}: {problem}" in capsys.readouterr().err
+
+
+def test_cli_predict_notes_the_licence_of_the_weights(tmp_path, capsys) -> None:
+    write_images(tmp_path / "in", n=1, corrupt=False)
+    args = ["predict", str(tmp_path / "in"), "--samples", "2", "--diameter", "none"]
+    mit = make_model_dir(tmp_path / "mit")
+    assert main([*args, "--model", str(mit), "--out", str(tmp_path / "a")]) == 0
+    assert "licensed" not in capsys.readouterr().err
+    nc = make_model_dir(tmp_path / "nc", {"licence": "CC BY-NC-SA 4.0"})
+    assert main([*args, "--model", str(nc), "--out", str(tmp_path / "b")]) == 0
+    assert "note: this model's weights are licensed CC BY-NC-SA 4.0" in capsys.readouterr().err
+
+
+def test_cli_predict_unknown_bundled_name_is_a_missing_folder(tmp_path, capsys) -> None:
+    write_images(tmp_path / "in", n=1, corrupt=False)
+    code = main(["predict", str(tmp_path / "in"), "--model", "nuclei-xyz",
+                 "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 2
+    assert "nuclei-xyz" in capsys.readouterr().err

@@ -23,6 +23,20 @@ class InputError(BayesCellSegError, ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class MultichannelError(InputError):
+    """A multichannel image read without a choice of its nuclear channel.
+
+    Args:
+        path: The image file.
+        problem: The refusal, naming the channel count and how to choose.
+        n_channels: How many channels (planes) the image has.
+    """
+
+    def __init__(self, path: str | Path, problem: str, n_channels: int) -> None:
+        super().__init__(path, problem)
+        self.n_channels = n_channels
+
+
 class OutputError(BayesCellSegError):
     """An output file or folder cannot be written (permissions, disk full, another run).
 

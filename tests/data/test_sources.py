@@ -167,3 +167,18 @@ def test_drawn_crops_follow_the_source_weights(tmp_path: Path) -> None:
     # the crop an index gives comes from the image image_index names
     item = data[7]
     assert item[0].shape == (3, 32, 32)
+
+
+def test_a_multichannel_training_image_names_no_channel_flag(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "lab", 2)
+    image = next((root / "images").glob("img1.*"))
+    image.unlink()
+    tifffile.imwrite(
+        root / "images" / "img1.tif", np.zeros((2, 48, 56), np.uint16), metadata={"axes": "CYX"}
+    )
+    loaded = load_source(SourceSpec("lab", str(root)))
+    assert [s.id for s in loaded.samples] == ["img0"]
+    (problem,) = loaded.problems
+    assert problem.startswith(f"{root / 'images' / 'img1.tif'}: image has 2 channels; training")
+    assert "save the nuclear channel as an image of its own" in problem
+    assert "channel=" not in problem and "--channel" not in problem

@@ -115,3 +115,26 @@ def test_bundled_samples_are_clean() -> None:
     assert report.nuclei_total == 218
     assert report.imaging_types["brightfield"] >= 1 and report.imaging_types["fluorescence"] >= 3
     assert "No problems found." in format_report(report)
+
+
+def test_multichannel_files_are_refused_without_a_channel_flag(tmp_path: Path) -> None:
+    labels = _labels()
+    tifffile.imwrite(
+        tmp_path / "cyx.tif", np.zeros((3, 12, 12), np.uint16), photometric="minisblack",
+        metadata={"axes": "CYX"},
+    )  # fmt: skip
+    tifffile.imwrite(tmp_path / "cyx_labels.tif", labels.astype(np.uint16))
+    Image.fromarray(np.full((12, 12), 40, np.uint8)).save(tmp_path / "ok.png")
+    tifffile.imwrite(
+        tmp_path / "ok_labels.tif", np.zeros((2, 12, 12), np.uint16), photometric="minisblack",
+        metadata={"axes": "CYX"},
+    )  # fmt: skip
+    problems = check_dataset(tmp_path).problems
+    assert problems == [
+        f"{tmp_path / 'cyx.tif'}: image has 3 channels; training and 'data check' read one grey "
+        "or RGB image per sample; save the nuclear channel as an image of its own (in Fiji: "
+        "Image > Color > Split Channels)",
+        f"{tmp_path / 'ok_labels.tif'}: label image has 2 channels or planes; expected one 2-D "
+        "image with an integer label per pixel",
+    ]
+    assert not any("channel=" in p for p in problems)

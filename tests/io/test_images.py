@@ -258,7 +258,7 @@ def test_bad_label_values(tmp_path: Path) -> None:
     tifffile.imwrite(
         tmp_path / "stack.tif", np.zeros((3, 4, 4), np.uint16), photometric="minisblack"
     )
-    with pytest.raises(InputError, match="not supported"):
+    with pytest.raises(InputError, match="stack.tif: label image has 3 channels or planes; "):
         read_label_image(tmp_path / "stack.tif")
 
 

@@ -139,9 +139,7 @@ def add_predict_parser(
     """The ``predict`` subcommand (``add_common`` adds ``--precision`` and ``--quiet``)."""
     pr = sub.add_parser("predict", help="segment images and report their uncertainty")
     pr.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
-    pr.add_argument(
-        "--model", type=Path, default=None, help=MODEL_HELP
-    )
+    pr.add_argument("--model", type=Path, default=None, help=MODEL_HELP)
     pr.add_argument("--out", type=Path, required=True, help="output folder")
     pr.add_argument(
         "--samples", type=int, default=None,

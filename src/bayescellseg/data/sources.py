@@ -31,6 +31,7 @@ import numpy as np
 from bayescellseg.data.dataset import load_samples
 from bayescellseg.data.split import DEFAULT_SPLIT, SPLIT_FILE, read_source_split, split_ids_for
 from bayescellseg.errors import InputError
+from bayescellseg.io.channels import for_annotated_data
 from bayescellseg.io.datasets import SampleFiles, SampleRef, find_samples
 from bayescellseg.io.dsb import Sample
 from bayescellseg.io.folders import read_folder_sample
@@ -170,7 +171,7 @@ def _load_all(
         try:
             return _load_one(spec, root, item)
         except InputError as err:
-            return str(err)
+            return str(for_annotated_data(err))
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = list(pool.map(attempt, items))

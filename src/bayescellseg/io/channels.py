@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from bayescellseg.errors import InputError
+from bayescellseg.errors import InputError, MultichannelError
 from bayescellseg.io.pixelsize import PixelSize
 
 Kind = Literal["grey", "colour", "channels"]
@@ -58,6 +58,22 @@ def choice_hint(n: int) -> str:
         f"choose the nuclear channel with channel=N (0-based, 0-{n - 1}), or "
         "combine several nuclear stains with channels=(N, M)"
     )
+
+
+#: Training and ``data check`` read one grey or RGB image per sample: no channel choice there.
+ONE_IMAGE_PER_SAMPLE = (
+    "training and 'data check' read one grey or RGB image per sample; save the nuclear channel "
+    "as an image of its own (in Fiji: Image > Color > Split Channels)"
+)
+
+
+def for_annotated_data(err: InputError) -> InputError:
+    """``err`` as told when reading annotated data, where no channel can be chosen: a
+    :class:`~bayescellseg.errors.MultichannelError` gets :data:`ONE_IMAGE_PER_SAMPLE` instead
+    of a hint at ``channel=N``; any other error is returned unchanged."""
+    if not isinstance(err, MultichannelError):
+        return err
+    return InputError(err.path, f"image has {err.n_channels} channels; {ONE_IMAGE_PER_SAMPLE}")
 
 
 def multichannel_message(raw: RawImage) -> str:
@@ -152,7 +168,7 @@ def select_channels(
     a = raw.array
     if chosen is None:
         if raw.kind == "channels":
-            raise InputError(path, multichannel_message(raw))
+            raise MultichannelError(path, multichannel_message(raw), raw.n_channels)
         return a.copy(), None
     if a.ndim == 2:
         return a.copy(), chosen

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from bayescellseg.errors import InputError
+from bayescellseg.io.channels import for_annotated_data
 from bayescellseg.io.datasets import detect_layout
 from bayescellseg.io.dsb import (
     Sample,
@@ -85,11 +86,11 @@ def _diagnose_dsb(root: Path, sample_id: str, first_error: InputError) -> list[s
     try:
         shape = read_image(image_path(folder, sample_id)).shape[:2]
     except InputError as err:
-        problems.append(str(err))
+        problems.append(str(for_annotated_data(err)))
     try:
         paths = mask_paths(folder)
     except InputError as err:
-        problems.append(str(err))
+        problems.append(str(for_annotated_data(err)))
         paths = []
     for path in paths:
         try:
@@ -98,7 +99,7 @@ def _diagnose_dsb(root: Path, sample_id: str, first_error: InputError) -> list[s
             elif not np.any(read_raw(path)):
                 raise InputError(path, "mask is empty (no nucleus pixels)")
         except InputError as err:
-            problems.append(str(err))
+            problems.append(str(for_annotated_data(err)))
     return problems or [str(first_error)]
 
 
@@ -186,7 +187,7 @@ def _check_folder(root: Path, report: DatasetReport) -> None:
         try:
             sample = read_folder_sample(image, label)
         except InputError as err:
-            report.problems.append(str(err))
+            report.problems.append(str(for_annotated_data(err)))
             if err.path == str(image):  # the image failed: still check the label image
                 try:
                     read_label_image(label)
@@ -199,7 +200,7 @@ def _check_folder(root: Path, report: DatasetReport) -> None:
         try:
             read_image(image)
         except InputError as err:
-            report.problems.append(str(err))
+            report.problems.append(str(for_annotated_data(err)))
 
 
 def check_dataset(path: str | Path) -> DatasetReport:
@@ -221,7 +222,7 @@ def check_dataset(path: str | Path) -> DatasetReport:
         else:
             _check_folder(Path(path), report)
     except InputError as err:
-        report.problems.append(str(err))
+        report.problems.append(str(for_annotated_data(err)))
     except OSError as err:  # e.g. a folder that cannot be listed
         report.problems.append(f"{path}: cannot read the folder: {err}")
     report.seconds = time.perf_counter() - start

@@ -24,7 +24,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from bayescellseg.errors import InputError
+from bayescellseg.errors import InputError, MultichannelError
 from bayescellseg.io.atomic import atomic_path
 from bayescellseg.io.bioformats import BIOIO_SUFFIXES, read_bioio
 from bayescellseg.io.channels import (
@@ -140,7 +140,7 @@ def read_raw(path: str | Path, palette_as_indices: bool = False) -> np.ndarray:
     """
     raw = read_decoded(path, palette_as_indices)
     if raw.kind == "channels":
-        raise InputError(path, multichannel_message(raw))
+        raise MultichannelError(path, multichannel_message(raw), raw.n_channels)
     return raw.array
 
 
@@ -287,7 +287,14 @@ def read_label_image(path: str | Path) -> np.ndarray:
         InputError: unsupported dtype or shape, negative or non-integer values.
     """
     path = Path(path)
-    a = read_raw(path, palette_as_indices=True)
+    try:
+        a = read_raw(path, palette_as_indices=True)
+    except MultichannelError as err:
+        raise InputError(
+            path,
+            f"label image has {err.n_channels} channels or planes; expected one 2-D image with "
+            "an integer label per pixel",
+        ) from None
     if a.ndim == 3:
         rgb = a[..., :3]
         if not (
