@@ -32,9 +32,7 @@ def main() -> None:
     if spec.name in doc["sources"]:
         raise SystemExit(f"{args.split}: already has a source {spec.name!r}")
     ids = sorted(item[0] for item in list_pairs(spec, Path(spec.path), []))
-    parts = split_one_source(
-        spec.name, ids, ["all"] * len(ids), None, args.val_fraction, args.seed
-    )
+    parts = split_one_source(spec.name, ids, ["all"] * len(ids), None, args.val_fraction, args.seed)
     doc["sources"][spec.name] = {
         "path": str(Path(spec.path).resolve()),
         "role": "split",
