@@ -104,3 +104,23 @@ def test_bundled_trust_models_fitted_on_held_out_images(segmenter: Segmenter) ->
     assert signals.p_correct.shape == (len(result.nuclei),)
     assert np.all((signals.p_correct > 0) & (signals.p_correct < 1))
     assert not signals.ood  # a validation image of the training source (and a fitting image)
+
+
+def test_opt_in_nc_model_carries_its_licence() -> None:
+    """``nuclei-nc`` (trained also on MoNuSeg, CC BY-NC-SA 4.0) says so in its folder and on
+    load, and segments like the default model."""
+    folder = bundled_model_path("nuclei-nc")
+    for name in ("config.json", "weights.safetensors", "MODEL_CARD.md", "LICENSE", "split.json"):
+        assert (folder / name).is_file(), name
+    assert (folder / "weights.safetensors").stat().st_size <= 25 * 2**20
+    assert "CC BY-NC-SA 4.0" in (folder / "LICENSE").read_text()
+    split = json.loads((folder / "split.json").read_text())
+    assert set(split["sources"]) == {"dsb2018", "tnbc", "monuseg"}
+    calibration = read_calibration(folder)
+    assert calibration["calibration"]["n_images"] == 147  # 130 DSB2018 + 9 TNBC + 8 MoNuSeg
+    seg = Segmenter.load("nuclei-nc")
+    assert seg.licence is not None and seg.licence.startswith("CC BY-NC-SA 4.0")
+    assert Segmenter.load().licence is None  # the default model is MIT
+    sample = read_dsb_sample(sample_root(), SMALL_SAMPLE)
+    result = seg.predict(sample.image, seed=0)
+    assert dsb_score(sample.labels, result.labels) > 0.5
