@@ -15,7 +15,10 @@ from bayescellseg.inference.fusion import (
 from bayescellseg.model.build import build_model
 from bayescellseg.model.config import ModelConfig
 
-pytestmark = pytest.mark.skipif(not fusion_available(), reason="torch built without oneDNN")
+pytestmark = pytest.mark.skipif(
+    not fusion_available(),
+    reason="torch built without oneDNN, or a CPU without oneDNN bf16 kernels",
+)
 
 
 def _model(**changes) -> torch.nn.Module:

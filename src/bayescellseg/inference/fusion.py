@@ -35,13 +35,18 @@ from bayescellseg.model.unet import Decoder, Head
 
 
 def fusion_available() -> bool:
-    """Whether this torch build has oneDNN's fused convolution (x86/Arm CPU builds do)."""
+    """Whether this torch build has oneDNN's fused convolution (x86/Arm CPU builds do) and this
+    CPU runs oneDNN's bf16 kernels (AVX-512 BW/VL/DQ or AVX-NE-CONVERT; an AVX2-only CPU does
+    not, and its bf16 path then runs unfused)."""
     ops = getattr(torch.ops, "mkldnn", None)
-    return (
+    if not (
         torch.backends.mkldnn.is_available()
         and ops is not None
         and hasattr(ops, "_convolution_pointwise")
-    )
+    ):
+        return False
+    supported = getattr(ops, "_is_mkldnn_bf16_supported", None)
+    return bool(supported()) if supported is not None else True
 
 
 class FusedConv2d(nn.Module):
