@@ -33,7 +33,7 @@ def hand_stats(model, config, img: np.ndarray, tile: int) -> tuple[np.ndarray, n
     """Per member: mean and std over the bottleneck pixels of every tile (forward hooks on the
     last encoder block, each tile padded like the U-Net pads it), in float64."""
     x = torch.from_numpy(img.transpose(2, 0, 1).copy())
-    plan = window_plan(img.shape[:2], tile, tile // 8)
+    plan = window_plan(img.shape[:2], tile, tile // 8, align=2**config.depth)
     means, stds = [], []
     for member in members_of(model):
         seen: list[np.ndarray] = []

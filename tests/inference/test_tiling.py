@@ -9,6 +9,7 @@ from bayescellseg.inference.tiling import (
     core_slices,
     gaussian_weight,
     tile_cores,
+    tile_extent,
     tile_slices,
     tile_starts,
 )
@@ -82,3 +83,28 @@ def test_gaussian_weight() -> None:
     assert w[0, 0] == pytest.approx(np.exp(-((31.5 / 8) ** 2)) / centre, rel=1e-4)
     rect = gaussian_weight((16, 40), sigma_scale=0.25)
     assert rect.shape == (16, 40)
+
+
+def test_tile_extent_hand_computed_cases() -> None:
+    # 520 needs 2 tiles of 512; 2 tiles of ceil((520 + 64) / 2) = 292 cover it too
+    assert tile_extent(520, 512, 64) == 292
+    assert tile_extent(520, 512, 64, align=16) == 304
+    assert tile_extent(2048, 512, 64, align=16) == 464  # 5 tiles: ceil(2304 / 5) = 461
+    assert tile_extent(1000, 512, 64, align=16) == 384  # 3 tiles: ceil(1128 / 3) = 376
+    assert tile_extent(300, 512, 64, align=16) == 300  # one tile: the whole axis
+    assert tile_extent(513, 512, 64, align=512) == 512  # never beyond the largest tile
+    with pytest.raises(ValueError, match="align"):
+        tile_extent(600, 512, 64, align=0)
+
+
+@pytest.mark.parametrize("size", [33, 100, 511, 513, 520, 777, 1000, 1388, 2048, 4099])
+@pytest.mark.parametrize("align", [1, 16])
+def test_tile_extent_needs_no_more_tiles_and_keeps_the_overlap(size: int, align: int) -> None:
+    tile, overlap = 512, 64
+    extent = tile_extent(size, tile, overlap, align)
+    assert 1 <= extent <= min(tile, size)
+    starts = tile_starts(size, extent, overlap)
+    assert len(starts) <= len(tile_starts(size, tile, overlap))
+    assert starts[0] == 0 and starts[-1] + extent == size
+    gaps = np.diff(starts)
+    assert (extent - gaps >= overlap).all()  # neighbours overlap by at least the minimum

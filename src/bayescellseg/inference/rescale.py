@@ -9,6 +9,8 @@ and label image lines up with the input:
 * the *linear* moments (mean probability, second moment, expected entropy, mean contour) are
   interpolated and the non-linear maps recomputed from them, as tile stitching does;
 * each per-sample map is interpolated on its own;
+* resizing is bilinear at pixel centres, anti-aliased when it shrinks (``torch``'s
+  ``interpolate``, on the host: about 10x faster than ``skimage.transform.resize`` here);
 * the watershed's pixel-count settings are divided by ``scale ** 2`` (areas) or ``scale``
   (radii), because the post-processing runs on the original grid.
 """
@@ -19,10 +21,11 @@ import dataclasses
 import math
 
 import numpy as np
-from skimage.transform import resize
+import torch
+import torch.nn.functional as F
 
 from bayescellseg.inference.sampling import ImageSamples, dequantize, quantize
-from bayescellseg.inference.uncertainty import SampleMoments, UncertaintyMaps, uncertainty_maps
+from bayescellseg.inference.uncertainty import SampleMoments, uncertainty_maps
 from bayescellseg.postprocess.watershed import WatershedParams
 
 __all__ = [
@@ -125,18 +128,22 @@ def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
     return (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
 
 
+def _interpolate(planes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) float planes resized to ``shape``: bilinear at pixel centres
+    (``align_corners=False``), anti-aliased along an axis that shrinks. Returns a new float32
+    array."""
+    x = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))[None]
+    shrink = shape[0] < planes.shape[1] or shape[1] < planes.shape[2]
+    with torch.inference_mode():
+        out = F.interpolate(x, size=shape, mode="bilinear", align_corners=False, antialias=shrink)
+    return out[0].numpy()
+
+
 def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
-    """Resize an (H, W, C) float image by ``scale`` (bilinear; Gaussian anti-aliasing when it
-    shrinks). Returns a new float32 array; the input is not modified."""
+    """Resize an (H, W, C) float image by ``scale`` (bilinear; anti-aliased when it shrinks).
+    Returns a new float32 array; the input is not modified."""
     shape = scaled_shape(image.shape[:2], scale)
-    out = resize(image, shape, order=1, mode="reflect", anti_aliasing=scale < 1)
-    return out.astype(np.float32, copy=False)
-
-
-def _resize_map(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    shrink = shape[0] < values.shape[0] or shape[1] < values.shape[1]
-    out = resize(values, shape, order=1, mode="reflect", anti_aliasing=shrink)
-    return out.astype(np.float32, copy=False)
+    return np.ascontiguousarray(_interpolate(image.transpose(2, 0, 1), shape).transpose(1, 2, 0))
 
 
 def resize_samples(samples: ImageSamples, shape: tuple[int, int]) -> ImageSamples:
@@ -155,18 +162,18 @@ def resize_samples(samples: ImageSamples, shape: tuple[int, int]) -> ImageSample
     if samples.foreground_logits is not None:
         raise ValueError("samples with raw logits cannot be resized")
     maps = samples.maps
-    moments = SampleMoments(
-        probability=_resize_map(maps.probability, shape),
-        second_moment=_resize_map(maps.variance + np.square(maps.probability), shape),
-        expected_entropy=_resize_map(maps.aleatoric, shape),
-        contour=_resize_map(maps.contour, shape),
-    )
-    per_sample = [
-        np.stack([quantize(_resize_map(dequantize(q), shape)) for q in stack])
+    linear = [
+        maps.probability,
+        maps.variance + np.square(maps.probability),  # the second moment
+        maps.aleatoric,  # the expected entropy
+        maps.contour,
+    ]
+    moments = SampleMoments(*_interpolate(np.stack(linear), shape))
+    per_sample = [  # one plane at a time: a large image's float planes would not fit at once
+        np.stack([quantize(_interpolate(dequantize(q)[None], shape)[0]) for q in stack])
         for stack in (samples.foreground, samples.contour)
     ]
-    resized: UncertaintyMaps = uncertainty_maps(moments)
-    return ImageSamples(resized, per_sample[0], per_sample[1], bottleneck=samples.bottleneck)
+    return ImageSamples(uncertainty_maps(moments), *per_sample, bottleneck=samples.bottleneck)
 
 
 def params_at_scale(params: WatershedParams, scale: float) -> WatershedParams:

@@ -52,6 +52,7 @@ from bayescellseg.inference.precision import (
     resolve_precision,
 )
 from bayescellseg.inference.tiler import Predictor, TileOutput, sliding_window
+from bayescellseg.inference.tiling import tile_extent
 from bayescellseg.inference.transforms import (
     IDENTITY,
     TTA_TRANSFORMS,
@@ -421,7 +422,10 @@ def sample_image(
         config: Its configuration.
         image: (H, W, 3) float32 normalised image.
         options: Sampling options.
-        tile_size: Tile size in pixels; an image no larger than this is processed in one piece.
+        tile_size: Largest tile extent in pixels; an image no larger than this is processed in
+            one piece, a larger one in the fewest tiles of at most this extent, each as small as
+            covering the image with ``overlap`` allows (rounded up to a multiple of
+            ``2**config.depth``).
         overlap: Minimum tile overlap in pixels (default ``tile_size // 8``).
 
     Returns:
@@ -432,14 +436,15 @@ def sample_image(
     if image.ndim != 3 or image.shape[2] != config.in_channels:
         raise ValueError(f"expected an (H, W, {config.in_channels}) image, got {image.shape}")
     overlap = tile_size // 8 if overlap is None else overlap
-    tile_pixels = min(tile_size, image.shape[0]) * min(tile_size, image.shape[1])
+    align = 2**config.depth  # tile extents the encoder divides without padding
+    tile_pixels = math.prod(tile_extent(n, tile_size, overlap, align) for n in image.shape[:2])
     device = model_device(model)
     per_batch = max(1, _batch_pixels(options, device) // tile_pixels)
     sums = BottleneckSums(len(members_of(model)))
     predictor = tile_predictor(model, config, options, bottleneck=sums)
     with torch.inference_mode():
         x = _as_tensor(image, device)
-        out = sliding_window(x, predictor, tile_size, overlap, per_batch)
+        out = sliding_window(x, predictor, tile_size, overlap, per_batch, align)
         moments = SampleMoments(**{k: out.moments[k].cpu().numpy() for k in MOMENT_NAMES})
         per = {k: v.cpu().numpy() for k, v in out.per_sample.items()}
         stats = sums.stats()

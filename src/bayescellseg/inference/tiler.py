@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from bayescellseg.inference.tiling import core_slices, gaussian_weight, tile_slices
+from bayescellseg.inference.tiling import core_slices, gaussian_weight, tile_extent, tile_slices
 
 Region = tuple[slice, slice]
 
@@ -64,18 +64,24 @@ class WindowPlan:
     tile_shape: tuple[int, int]
 
 
-def window_plan(shape: tuple[int, int], tile_size: int, overlap: int) -> WindowPlan:
+def window_plan(shape: tuple[int, int], tile_size: int, overlap: int, align: int = 1) -> WindowPlan:
     """The tiles and cores covering an image of ``shape`` (pure function).
 
     Args:
         shape: Image (height, width).
-        tile_size: Square tile size in pixels (clipped to the image per axis).
+        tile_size: Largest tile extent in pixels; per axis the tile is the smallest extent
+            that needs no more tiles (:func:`~bayescellseg.inference.tiling.tile_extent`).
         overlap: Minimum overlap of neighbouring tiles in pixels.
+        align: Tile extents are rounded up to a multiple of this where the image allows.
     """
+    extents = (
+        tile_extent(shape[0], tile_size, overlap, align),
+        tile_extent(shape[1], tile_size, overlap, align),
+    )
     return WindowPlan(
-        tiles=tile_slices(shape, tile_size, overlap),
-        cores=core_slices(shape, tile_size, overlap),
-        tile_shape=(min(tile_size, shape[0]), min(tile_size, shape[1])),
+        tiles=tile_slices(shape, extents, overlap),
+        cores=core_slices(shape, extents, overlap),
+        tile_shape=extents,
     )
 
 
@@ -126,6 +132,7 @@ def sliding_window(
     tile_size: int,
     overlap: int,
     tiles_per_batch: int = 1,
+    align: int = 1,
 ) -> TileOutput:
     """Predict an image tile by tile and stitch the outputs on the image's device.
 
@@ -135,6 +142,7 @@ def sliding_window(
         tile_size: Tile size in pixels; an image no larger than this is predicted whole.
         overlap: Minimum overlap of neighbouring tiles in pixels (``< tile_size``).
         tiles_per_batch: Tiles handed to the predictor at once (>= 1).
+        align: Tile extents are rounded up to a multiple of this (see :func:`window_plan`).
 
     Returns:
         Moments (H, W), blended with Gaussian weights, and per-sample maps (T, H, W) taken
@@ -143,7 +151,7 @@ def sliding_window(
     if tiles_per_batch < 1:
         raise ValueError(f"tiles_per_batch must be >= 1, got {tiles_per_batch}")
     shape = (int(image.shape[-2]), int(image.shape[-1]))
-    plan = window_plan(shape, tile_size, overlap)
+    plan = window_plan(shape, tile_size, overlap, align)
     if len(plan.tiles) == 1:
         out = predictor(image[None])
         return TileOutput(
