@@ -73,10 +73,11 @@ def test_diameter_restores_accuracy_on_an_enlarged_image(segmenter) -> None:
     given = segmenter.predict(image, n_samples=0, diameter=median_diameter([truth]))
     assert given.labels.shape == shape and given.info.scale < 0.5
     assert default.labels.shape == shape and default.info.scale < 0.5
-    # measured (bf16): no resizing 0.043, the default "auto" 0.231, the true diameter 0.412
+    # measured (bf16, torch resizing, balanced tiles): no resizing 0.174, the default "auto" 0.491, the true
+    # diameter 0.505; native 0.508
     assert dsb_score(truth, default.labels) > plain + 0.15
     assert dsb_score(truth, given.labels) > plain + 0.3
-    assert dsb_score(truth, given.labels) > native - 0.05  # native 0.240
+    assert dsb_score(truth, given.labels) > native - 0.05
 
 
 def test_bundled_trust_models_fitted_on_held_out_images(segmenter: Segmenter) -> None:

@@ -10,7 +10,6 @@ from bayescellseg.data.normalize import normalize
 from bayescellseg.data.sizes import median_diameter
 from bayescellseg.errors import InputError
 from bayescellseg.inference.rescale import AUTO_RANGE
-from bayescellseg.inference.sampling import members_of
 from bayescellseg.inference.segmenter import (
     AUTO_MIN_NUCLEI,
     Segmenter,
@@ -230,28 +229,3 @@ def test_licence_of_the_weights_comes_from_the_config(model_factory) -> None:
     assert Segmenter.load(model_factory()).licence is None
     seg = Segmenter.load(model_factory({"licence": "CC BY-NC-SA 4.0"}))
     assert seg.licence == "CC BY-NC-SA 4.0"
-
-
-def test_auto_probes_an_ensemble_with_its_first_member(model_factory, monkeypatch) -> None:
-    import bayescellseg.inference.segmenter as segmenter_module
-
-    seg = Segmenter.load(
-        model_factory({"nucleus_diameter": 20.0}, method="ensemble", n_members=3, dropout_rate=0.0)
-    )
-    seen = []
-    real = segmenter_module.sample_image
-    monkeypatch.setattr(
-        segmenter_module,
-        "sample_image",
-        lambda model, *a, **k: seen.append(len(members_of(model))) or real(model, *a, **k),
-    )
-    blank = np.zeros((64, 72), np.uint8)  # no nuclei: scale 1, the probe's pass is reused
-    auto = seg.predict(blank, diameter="auto")
-    assert seen == [1, 2] and auto.info.scale == 1.0  # probe: member 0; then members 1 and 2
-    seen.clear()
-    plain = seg.predict(blank, diameter=None)
-    assert seen == [3]
-    for name in MAPS:
-        np.testing.assert_allclose(getattr(auto, name), getattr(plain, name), atol=2e-6)
-    np.testing.assert_array_equal(auto.labels, plain.labels)
-    assert auto.summary.n_nuclei == plain.summary.n_nuclei

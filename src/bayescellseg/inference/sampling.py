@@ -51,8 +51,7 @@ from bayescellseg.inference.precision import (
     prepare_model,
     resolve_precision,
 )
-from bayescellseg.inference.tiler import Predictor, TileOutput, sliding_window
-from bayescellseg.inference.tiling import tile_extent
+from bayescellseg.inference.tiler import Predictor, TileOutput, sliding_window, window_plan
 from bayescellseg.inference.transforms import (
     IDENTITY,
     TTA_TRANSFORMS,
@@ -159,8 +158,7 @@ def samples_per_member(config: ModelConfig, n_members: int, n_samples: int | Non
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
     if not config.is_stochastic or n_samples == 0:
         return [1] * n_members
-    total = n_samples if n_samples is not None else config.n_samples * n_members
-    total = max(total, n_members)
+    total = max(n_samples if n_samples is not None else config.n_samples * n_members, n_members)
     return [total // n_members + (m < total % n_members) for m in range(n_members)]
 
 
@@ -422,10 +420,8 @@ def sample_image(
         config: Its configuration.
         image: (H, W, 3) float32 normalised image.
         options: Sampling options.
-        tile_size: Largest tile extent in pixels; an image no larger than this is processed in
-            one piece, a larger one in the fewest tiles of at most this extent, each as small as
-            covering the image with ``overlap`` allows (rounded up to a multiple of
-            ``2**config.depth``).
+        tile_size: Largest tile extent; an image no larger is processed in one piece, a larger
+            one in the fewest tiles that fit (:func:`~bayescellseg.inference.tiler.window_plan`).
         overlap: Minimum tile overlap in pixels (default ``tile_size // 8``).
 
     Returns:
@@ -437,7 +433,7 @@ def sample_image(
         raise ValueError(f"expected an (H, W, {config.in_channels}) image, got {image.shape}")
     overlap = tile_size // 8 if overlap is None else overlap
     align = 2**config.depth  # tile extents the encoder divides without padding
-    tile_pixels = math.prod(tile_extent(n, tile_size, overlap, align) for n in image.shape[:2])
+    tile_pixels = math.prod(window_plan(image.shape[:2], tile_size, overlap, align).tile_shape)
     device = model_device(model)
     per_batch = max(1, _batch_pixels(options, device) // tile_pixels)
     sums = BottleneckSums(len(members_of(model)))

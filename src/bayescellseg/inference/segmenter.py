@@ -36,7 +36,6 @@ from bayescellseg.inference.arguments import (
     checked_number,
     diameter_argument,
 )
-from bayescellseg.inference.members import join_member_samples, member_subset
 from bayescellseg.inference.precision import check_precision, resolve_precision
 from bayescellseg.inference.rescale import (
     AUTO_PROBES,
@@ -255,45 +254,27 @@ class Segmenter:
         tile_size: int,
     ) -> tuple[float | None, float, ImageSamples | None]:
         """The image's nucleus diameter (given or estimated; None if unknown), the resize
-        factor for the network (1.0: none) and, for ``"auto"``, the probe's full-scale
-        single pass of the first member (else None)."""  # fmt: skip
+        factor for the network (1.0: none) and the full-scale first pass of ``"auto"`` (else
+        None)."""  # fmt: skip
         diameter = self.resolve_diameter(diameter)
         if diameter is None or self.nucleus_diameter is None:
             return None, 1.0, None
         if diameter != "auto":
             return diameter, scale_for(diameter, self.nucleus_diameter), None
         single = replace(options, n_samples=0, tta=False, keep_logits=False)
-        probe = member_subset(self.model, 0, 1)
-        first = sample_image(probe, self.config, normalised, single, tile_size)
+        first = self._sample(normalised, single, tile_size)
         estimate = self._median_diameter(first)
-        for factor in AUTO_PROBES[1:]:
+        for probe in AUTO_PROBES[1:]:
             if math.isnan(estimate):
                 break
-            shrunk = resize_image(normalised, factor)
-            at_probe = self._median_diameter(
-                sample_image(probe, self.config, shrunk, single, tile_size)
-            )
+            shrunk = resize_image(normalised, probe)
+            at_probe = self._median_diameter(self._sample(shrunk, single, tile_size))
             if not trust_coarser_probe(at_probe, self.nucleus_diameter):
                 break
-            estimate = at_probe / factor
+            estimate = at_probe / probe
         if math.isnan(estimate):
             return None, 1.0, first
         return estimate, auto_scale(estimate, self.nucleus_diameter), first
-
-    def _with_other_members(
-        self,
-        first: ImageSamples,
-        normalised: np.ndarray,
-        options: SamplingOptions,
-        tile_size: int,
-    ) -> ImageSamples:
-        """The single-pass samples of all members, from the first member's (the probe's)."""
-        if len(members_of(self.model)) == 1:
-            return first
-        rest = sample_image(
-            member_subset(self.model, 1), self.config, normalised, options, tile_size
-        )
-        return join_member_samples([first, rest])
 
     def _median_diameter(self, samples: ImageSamples) -> float:
         """Median nucleus diameter of a single-pass prediction, in its pixels (nan: too few)."""
@@ -334,8 +315,8 @@ class Segmenter:
         measured, scale, first = self._scale(normalised, settings.diameter, options, tile)
         single_pass = options.n_samples == 0 or not self.config.is_stochastic
         reuse = first is not None and single_pass and not options.tta and not options.keep_logits
-        if scale == 1.0 and reuse:  # auto's probe is the first member's part of this pass
-            samples = self._with_other_members(first, normalised, options, tile)
+        if scale == 1.0 and reuse:
+            samples = first  # auto's first pass is this very prediction
         elif scale == 1.0:
             samples = self._sample(normalised, options, tile)
         elif settings.keep_logits:
@@ -405,8 +386,7 @@ class Segmenter:
             diameter: Typical nucleus diameter in the image, in pixels: the image is resized so
                 its nuclei match the model's training size (``nucleus_diameter``) and the outputs
                 are resized back. ``"auto"`` estimates it from single-pass
-                segmentations of the first member (:mod:`~bayescellseg.inference.members`)
-                at full scale and, for large nuclei, on the image shrunk by 2 and 4
+                segmentations at full scale and, for large nuclei, on the image shrunk by 2 and 4
                 (:data:`~bayescellseg.inference.rescale.AUTO_PROBES`), and resizes only when it
                 is off by more than :data:`~bayescellseg.inference.rescale.AUTO_RANGE`, to the
                 nearer end of that range (the default; a model without ``nucleus_diameter`` is
