@@ -173,13 +173,13 @@ def test_auto_diameter_measures_large_nuclei_on_shrunk_images(
     monkeypatch.setattr(Segmenter, "_median_diameter", measured)
     seg = Segmenter.load(model_factory({"nucleus_diameter": 20.0}))
     summary = seg.predict(raw_image, n_samples=0, diameter="auto").info
-    assert widths == [72, 36, 18]
+    assert widths == [36, 18]  # half scale trusted: the image is shrunk, no full-scale pass
     assert summary.diameter == pytest.approx(80.0)
     assert summary.scale == pytest.approx(20 * AUTO_RANGE / 80)  # to the range's upper end
-    seen[36] = 12.0  # not trusted: the full-scale estimate stands, no quarter-scale probe
+    seen[36] = 12.0  # not trusted: no quarter-scale probe, the full-scale estimate stands
     widths.clear()
     summary = seg.predict(raw_image, n_samples=0, diameter="auto").info
-    assert widths == [72, 36]
+    assert widths == [36, 72]
     assert summary.diameter == 15.0 and summary.scale == 1.0  # within 20 / 1.5 .. 20 * 1.5
 
 
@@ -205,12 +205,12 @@ def test_auto_reuses_its_first_pass_when_that_is_the_prediction(model_factory, m
     monkeypatch.setattr(
         segmenter_module, "sample_image", lambda *a, **k: calls.append(1) or real(*a, **k)
     )
-    blank = np.zeros((64, 72), np.uint8)  # no nuclei: scale 1, single pass reused
+    blank = np.zeros((64, 72), np.uint8)  # no nuclei: scale 1, full-scale single pass reused
     result = seg.predict(blank, n_samples=0, diameter="auto")
-    assert len(calls) == 1 and result.info.scale == 1.0
+    assert len(calls) == 2 and result.info.scale == 1.0  # half-scale probe, full-scale pass
     calls.clear()
     seg.predict(blank, n_samples=2, diameter="auto")  # MC: the first pass cannot stand in
-    assert len(calls) == 2
+    assert len(calls) == 3
     # the reused first pass gives the same maps as a plain single pass at scale 1
     np.testing.assert_array_equal(result.probability, seg.predict(blank, n_samples=0).probability)
 

@@ -53,10 +53,13 @@ SCALE_LIMITS = (0.25, 4.0)
 #: 1 and 2): mean DSB 0.497 with 1.5, 0.495 with 2, 0.485 when resizing to the median.
 AUTO_RANGE = 1.5
 
-#: ``"auto"`` measures the nuclei on the image at these scales, finest first. Nuclei several
-#: times larger than the model's are cut into pieces at full scale (their texture looks like
-#: many small nuclei), so the full-scale estimate is too small; on the image shrunk by 2 or 4
-#: they are segmented whole. A coarser probe is run only while the previous one was trusted.
+#: ``"auto"`` measures the nuclei on the image at these scales. Nuclei several times larger
+#: than the model's are cut into pieces at full scale (their texture looks like many small
+#: nuclei), so the full-scale estimate is too small; on the image shrunk by 2 or 4 they are
+#: segmented whole. The coarser probes run first (4 times cheaper each), each only while the
+#: one before was trusted; a trusted half-scale probe means the image will be shrunk, so the
+#: full-scale pass is run only when it is not (and is then the prediction itself when the
+#: image needs no resizing).
 AUTO_PROBES = (1.0, 0.5, 0.25)
 
 #: A coarser probe is trusted while its nuclei measure at least the model's diameter divided by

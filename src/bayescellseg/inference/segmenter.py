@@ -254,27 +254,36 @@ class Segmenter:
         tile_size: int,
     ) -> tuple[float | None, float, ImageSamples | None]:
         """The image's nucleus diameter (given or estimated; None if unknown), the resize
-        factor for the network (1.0: none) and the full-scale first pass of ``"auto"`` (else
-        None)."""  # fmt: skip
+        factor for the network (1.0: none) and the full-scale single pass of ``"auto"`` when
+        it ran (else None)."""  # fmt: skip
         diameter = self.resolve_diameter(diameter)
         if diameter is None or self.nucleus_diameter is None:
             return None, 1.0, None
         if diameter != "auto":
             return diameter, scale_for(diameter, self.nucleus_diameter), None
         single = replace(options, n_samples=0, tta=False, keep_logits=False)
+        coarse = self._coarse_estimate(normalised, single, tile_size)
+        if coarse is not None:  # large nuclei: the image is resized, no full-scale pass needed
+            return coarse, auto_scale(coarse, self.nucleus_diameter), None
         first = self._sample(normalised, single, tile_size)
         estimate = self._median_diameter(first)
-        for probe in AUTO_PROBES[1:]:
-            if math.isnan(estimate):
-                break
-            shrunk = resize_image(normalised, probe)
-            at_probe = self._median_diameter(self._sample(shrunk, single, tile_size))
-            if not trust_coarser_probe(at_probe, self.nucleus_diameter):
-                break
-            estimate = at_probe / probe
         if math.isnan(estimate):
             return None, 1.0, first
         return estimate, auto_scale(estimate, self.nucleus_diameter), first
+
+    def _coarse_estimate(
+        self, normalised: np.ndarray, single: SamplingOptions, tile_size: int
+    ) -> float | None:
+        """The diameter measured on the image shrunk by the coarser :data:`AUTO_PROBES`, each
+        tried while the one before was trusted; None when the first is not trusted."""
+        estimate = None
+        for factor in AUTO_PROBES[1:]:
+            shrunk = resize_image(normalised, factor)
+            at_probe = self._median_diameter(self._sample(shrunk, single, tile_size))
+            if not trust_coarser_probe(at_probe, self.nucleus_diameter):
+                break
+            estimate = at_probe / factor
+        return estimate
 
     def _median_diameter(self, samples: ImageSamples) -> float:
         """Median nucleus diameter of a single-pass prediction, in its pixels (nan: too few)."""
@@ -386,7 +395,8 @@ class Segmenter:
             diameter: Typical nucleus diameter in the image, in pixels: the image is resized so
                 its nuclei match the model's training size (``nucleus_diameter``) and the outputs
                 are resized back. ``"auto"`` estimates it from single-pass
-                segmentations at full scale and, for large nuclei, on the image shrunk by 2 and 4
+                segmentations of the image shrunk by 2 and 4 for large nuclei and, when
+                those are not trusted, at full scale
                 (:data:`~bayescellseg.inference.rescale.AUTO_PROBES`), and resizes only when it
                 is off by more than :data:`~bayescellseg.inference.rescale.AUTO_RANGE`, to the
                 nearer end of that range (the default; a model without ``nucleus_diameter`` is
