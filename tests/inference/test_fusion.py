@@ -66,3 +66,29 @@ def test_cached_copy_is_rebuilt_when_weights_change() -> None:
     with torch.no_grad():
         model.encoder.blocks[0][0].weight.mul_(2.0)
     assert inference_members([model], "bf16")[0] is not first
+
+
+def test_split_decoder_convolution_equals_the_concatenation() -> None:
+    model = _model(method="deterministic")
+    (fused,) = inference_members([model], "bf16")
+    first = fused.decoder.blocks[0][0]
+    assert isinstance(first, FusedConv2d) and first.split == 32  # 32 up-sampled + 16 skip channels
+    torch.manual_seed(0)
+    up, skip = torch.randn(2, 32, 12, 10), torch.randn(2, 16, 12, 10)
+    with torch.inference_mode():
+        joined = first(torch.cat([up, skip], dim=1)).float()
+        paired = first.forward_pair(up, skip).float()
+        # shared skips: one skip row for two rows of up-sampled features
+        shared = first.forward_pair(up, skip[:1]).float()
+        shared_cat = first(torch.cat([up, skip[:1].repeat(2, 1, 1, 1)], dim=1)).float()
+    assert paired.shape == joined.shape == (2, 16, 12, 10)
+    scale = joined.abs().max()
+    assert (paired - joined).abs().max() <= 0.02 * scale  # bf16 rounding of the skip's part
+    assert (shared - shared_cat).abs().max() <= 0.02 * scale
+    assert (paired >= 0).all()  # the ReLU is fused
+
+
+def test_split_input_refuses_a_bad_split() -> None:
+    (fused,) = inference_members([_model(method="deterministic")], "bf16")
+    with pytest.raises(ValueError, match="cannot split"):
+        fused.decoder.blocks[0][0].split_input(0)

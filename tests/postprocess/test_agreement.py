@@ -80,3 +80,22 @@ def test_tie_broken_uncertainty_orders_ties_by_entropy_keeps_other_order() -> No
     assert np.argsort(tied).tolist() == [0, 2, 1]
     # a disagreement gap larger than 0.001 is never reversed by the entropy
     assert tie_broken_uncertainty(0.002, 0.0, 5) > tie_broken_uncertainty(0.0, 1.0, 5)
+
+
+def test_threads_give_the_same_agreement_as_one() -> None:
+    from tests.synthetic import synthetic_labels
+
+    final = synthetic_labels((96, 96), 12, seed=0)
+    samples = [np.roll(final, shift, axis=1) for shift in (0, 1, 3, 6)]
+    one = sample_agreement(final, samples, workers=1)
+    two = sample_agreement(final, samples, workers=2)
+    assert one.labels.tolist() == two.labels.tolist()
+    assert np.array_equal(one.stability, two.stability)
+    assert np.array_equal(one.sample_scores, two.sample_scores)
+    assert one.sample_scores[0] == 1.0 and one.sample_scores[-1] < one.sample_scores[1]
+
+
+def test_a_sample_of_another_shape_is_named_in_the_error_with_threads() -> None:
+    final = _final()
+    with pytest.raises(ValueError, match="sample 1 has shape"):
+        sample_agreement(final, [final, final[:-1]], workers=2)

@@ -14,6 +14,7 @@ from bayescellseg.errors import InputError
 from bayescellseg.metrics.matching import dsb_score
 from bayescellseg.postprocess.watershed import (
     WatershedParams,
+    _remove_small,
     enclosed_background,
     instances_from_maps,
 )
@@ -70,6 +71,15 @@ def test_small_objects_removed_and_labels_sequential() -> None:
     assert sorted(np.unique(labels).tolist()) == [0, 1, 2]
     assert labels[21, 21] == 0
     assert np.bincount(labels.ravel())[1:].tolist() == [36, 100]
+
+
+def test_remove_small_renumbers_kept_labels_in_their_order() -> None:
+    labels = np.array([[0, 5, 5, 2], [7, 7, 7, 2], [0, 0, 9, 9]], np.int32)
+    # areas: 2 -> 2 px, 5 -> 2, 7 -> 3, 9 -> 2
+    assert _remove_small(labels, 2).tolist() == [[0, 2, 2, 1], [3, 3, 3, 1], [0, 0, 4, 4]]
+    assert _remove_small(labels, 3).tolist() == [[0, 0, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]]
+    assert _remove_small(labels, 3).dtype == np.uint32
+    assert labels[0, 1] == 5  # input untouched
 
 
 def test_unmarked_small_nucleus_is_kept() -> None:

@@ -7,12 +7,14 @@ the truth.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from bayescellseg.metrics.matching import DSB_THRESHOLDS, match
+from bayescellseg.metrics.matching import DSB_THRESHOLDS, MatchResult, match
 from bayescellseg.metrics.overlaps import label_index
 
 __all__ = [
@@ -50,15 +52,21 @@ class SampleAgreement:
         return float(self.sample_scores.mean())
 
 
-def sample_agreement(labels: np.ndarray, sample_labels: Sequence[np.ndarray]) -> SampleAgreement:
+def sample_agreement(
+    labels: np.ndarray, sample_labels: Sequence[np.ndarray], workers: int | None = None
+) -> SampleAgreement:
     """Stability of every nucleus and DSB score of every sample against the final segmentation.
 
     The stability of a nucleus is the mean over samples of its best IoU with the sample's
     nuclei; the score of a sample is its DSB2018 score with the final labels as the truth.
+    Samples are read (a lazy sequence segments them on access) and matched in ``workers``
+    threads: the watershed and labelling release the GIL, and the result does not depend on
+    the number of threads.
 
     Args:
         labels: (H, W) final instance labels.
         sample_labels: T >= 1 (H, W) instance segmentations, one per stochastic sample.
+        workers: Threads (None: one per CPU this process may use, at most T).
 
     Returns:
         The per-nucleus stability and per-sample DSB scores.
@@ -71,17 +79,23 @@ def sample_agreement(labels: np.ndarray, sample_labels: Sequence[np.ndarray]) ->
         raise ValueError("sample_agreement needs at least one sample segmentation")
     labels = np.asarray(labels)
     final = label_index(labels)  # renumbered once for all samples
-    iou_sum = np.zeros(final.n)
-    scores = np.empty(len(sample_labels))
-    for t, sample in enumerate(sample_labels):
+
+    def score(t: int) -> MatchResult:
+        sample = sample_labels[t]
         if sample.shape != labels.shape:
             raise ValueError(f"sample {t} has shape {sample.shape}, labels have {labels.shape}")
-        result = match(final, sample, DSB_THRESHOLDS)
-        iou_sum += result.true_best_iou
-        scores[t] = result.score
-    return SampleAgreement(
-        labels=final.ids, stability=iou_sum / len(sample_labels), sample_scores=scores
-    )
+        return match(final, sample, DSB_THRESHOLDS)
+
+    n = len(sample_labels)
+    workers = min(n, workers or len(os.sched_getaffinity(0)))
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(score, range(n)))
+    else:
+        results = [score(t) for t in range(n)]
+    stability = np.sum([r.true_best_iou for r in results], axis=0) / n
+    scores = np.array([r.score for r in results], dtype=float)
+    return SampleAgreement(labels=final.ids, stability=stability, sample_scores=scores)
 
 
 def tie_broken_uncertainty(disagreement: float, mean_entropy: float, n_nuclei: int) -> float:
