@@ -229,3 +229,35 @@ def test_licence_of_the_weights_comes_from_the_config(model_factory) -> None:
     assert Segmenter.load(model_factory()).licence is None
     seg = Segmenter.load(model_factory({"licence": "CC BY-NC-SA 4.0"}))
     assert seg.licence == "CC BY-NC-SA 4.0"
+
+
+def test_auto_keeps_a_probe_whose_nuclei_are_in_range(
+    model_factory, raw_image, monkeypatch
+) -> None:
+    import bayescellseg.inference.segmenter as segmenter_module
+
+    # half scale: 26 px, trusted (>= 16) and within 20 / 1.5 .. 20 * 1.5; quarter: not trusted
+    seen = {72: 15.0, 36: 26.0, 18: 10.0}
+    real = Segmenter._median_diameter
+    monkeypatch.setattr(
+        Segmenter,
+        "_median_diameter",
+        lambda self, samples: seen[samples.maps.probability.shape[1]],
+    )
+    calls = []
+    real_sample = segmenter_module.sample_image
+    monkeypatch.setattr(
+        segmenter_module, "sample_image", lambda *a, **k: calls.append(1) or real_sample(*a, **k)
+    )
+    seg = Segmenter.load(model_factory({"nucleus_diameter": 20.0}))
+    auto = seg.predict(raw_image, n_samples=0, diameter="auto")
+    assert len(calls) == 2  # the half- and quarter-scale probes, no third pass
+    assert auto.info.diameter == pytest.approx(52.0) and auto.info.scale == 0.5
+    calls.clear()
+    mc = seg.predict(raw_image, n_samples=2, diameter="auto")  # MC: the same scale, a new pass
+    assert len(calls) == 3 and mc.info.scale == 0.5
+    monkeypatch.setattr(Segmenter, "_median_diameter", real)
+    given = seg.predict(raw_image, n_samples=0, diameter=40.0)  # the same scale, 0.5
+    assert given.info.scale == 0.5
+    np.testing.assert_array_equal(auto.probability, given.probability)
+    np.testing.assert_array_equal(auto.labels, given.labels)

@@ -59,7 +59,9 @@ AUTO_RANGE = 1.5
 #: segmented whole. The coarser probes run first (4 times cheaper each), each only while the
 #: one before was trusted; a trusted half-scale probe means the image will be shrunk, so the
 #: full-scale pass is run only when it is not (and is then the prediction itself when the
-#: image needs no resizing).
+#: image needs no resizing). The image is resized to the finest trusted probe's scale when its
+#: nuclei measure within :data:`AUTO_RANGE` of the model's there (that probe is then the
+#: prediction itself for a single-pass model, resized back), else as :func:`auto_scale` says.
 AUTO_PROBES = (1.0, 0.5, 0.25)
 
 #: A coarser probe is trusted while its nuclei measure at least the model's diameter divided by

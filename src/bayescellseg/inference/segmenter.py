@@ -254,36 +254,43 @@ class Segmenter:
         tile_size: int,
     ) -> tuple[float | None, float, ImageSamples | None]:
         """The image's nucleus diameter (given or estimated; None if unknown), the resize
-        factor for the network (1.0: none) and the full-scale single pass of ``"auto"`` when
-        it ran (else None)."""  # fmt: skip
+        factor for the network (1.0: none) and, for ``"auto"``, the single pass it ran at
+        exactly that factor (else None)."""  # fmt: skip
         diameter = self.resolve_diameter(diameter)
         if diameter is None or self.nucleus_diameter is None:
             return None, 1.0, None
         if diameter != "auto":
             return diameter, scale_for(diameter, self.nucleus_diameter), None
         single = replace(options, n_samples=0, tta=False, keep_logits=False)
-        coarse = self._coarse_estimate(normalised, single, tile_size)
-        if coarse is not None:  # large nuclei: the image is resized, no full-scale pass needed
-            return coarse, auto_scale(coarse, self.nucleus_diameter), None
+        estimate, probes = self._coarse_estimate(normalised, single, tile_size)
+        if estimate is not None:  # large nuclei: the image is shrunk, no full-scale pass needed
+            for factor, probe in probes:  # finest first: a probe already at a size in range
+                if auto_scale(estimate * factor, self.nucleus_diameter) == 1.0:
+                    return estimate, factor, probe
+            return estimate, auto_scale(estimate, self.nucleus_diameter), None
         first = self._sample(normalised, single, tile_size)
         estimate = self._median_diameter(first)
         if math.isnan(estimate):
             return None, 1.0, first
-        return estimate, auto_scale(estimate, self.nucleus_diameter), first
+        scale = auto_scale(estimate, self.nucleus_diameter)
+        return estimate, scale, first if scale == 1.0 else None
 
     def _coarse_estimate(
         self, normalised: np.ndarray, single: SamplingOptions, tile_size: int
-    ) -> float | None:
+    ) -> tuple[float | None, list[tuple[float, ImageSamples]]]:
         """The diameter measured on the image shrunk by the coarser :data:`AUTO_PROBES`, each
-        tried while the one before was trusted; None when the first is not trusted."""
-        estimate = None
+        tried while the one before was trusted (None when the first is not trusted), and the
+        trusted probes' passes with their factors, finest first."""
+        estimate, probes = None, []
         for factor in AUTO_PROBES[1:]:
             shrunk = resize_image(normalised, factor)
-            at_probe = self._median_diameter(self._sample(shrunk, single, tile_size))
+            probe = self._sample(shrunk, single, tile_size)
+            at_probe = self._median_diameter(probe)
             if not trust_coarser_probe(at_probe, self.nucleus_diameter):
                 break
             estimate = at_probe / factor
-        return estimate
+            probes.append((factor, probe))
+        return estimate, probes
 
     def _median_diameter(self, samples: ImageSamples) -> float:
         """Median nucleus diameter of a single-pass prediction, in its pixels (nan: too few)."""
@@ -324,8 +331,8 @@ class Segmenter:
         measured, scale, first = self._scale(normalised, settings.diameter, options, tile)
         single_pass = options.n_samples == 0 or not self.config.is_stochastic
         reuse = first is not None and single_pass and not options.tta and not options.keep_logits
-        if scale == 1.0 and reuse:
-            samples = first  # auto's first pass is this very prediction
+        if reuse:  # auto's pass at this scale is this very prediction
+            samples = first if scale == 1.0 else resize_samples(first, normalised.shape[:2])
         elif scale == 1.0:
             samples = self._sample(normalised, options, tile)
         elif settings.keep_logits:
