@@ -99,3 +99,24 @@ def test_a_sample_of_another_shape_is_named_in_the_error_with_threads() -> None:
     final = _final()
     with pytest.raises(ValueError, match="sample 1 has shape"):
         sample_agreement(final, [final, final[:-1]], workers=2)
+
+
+def test_default_threads_follow_the_pixel_budget(monkeypatch) -> None:
+    import bayescellseg.postprocess.agreement as agreement
+
+    seen = []
+    real = agreement.ThreadPoolExecutor
+
+    def pool(max_workers):
+        seen.append(max_workers)
+        return real(max_workers=max_workers)
+
+    monkeypatch.setattr(agreement, "ThreadPoolExecutor", pool)
+    monkeypatch.setattr(agreement.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    final = _final()  # 144 pixels
+    monkeypatch.setattr(agreement, "PARALLEL_PIXELS", 3 * 144)
+    sample_agreement(final, [final] * 5)
+    assert seen == [3]  # 4 CPUs, 5 samples, 3 images' worth of pixels
+    monkeypatch.setattr(agreement, "PARALLEL_PIXELS", 144)
+    result = sample_agreement(final, [final] * 5)
+    assert seen == [3] and result.sample_scores.tolist() == [1.0] * 5  # one at a time, no pool

@@ -18,6 +18,7 @@ from bayescellseg.metrics.matching import DSB_THRESHOLDS, MatchResult, match
 from bayescellseg.metrics.overlaps import label_index
 
 __all__ = [
+    "PARALLEL_PIXELS",
     "TIE_FLOOR",
     "TIE_WEIGHT",
     "SampleAgreement",
@@ -30,6 +31,10 @@ TIE_WEIGHT = 1e-3
 :func:`tie_broken_uncertainty`)."""
 TIE_FLOOR = 1e-6
 """Smallest image uncertainty of an image with at least one nucleus."""
+PARALLEL_PIXELS = 2 * 2048 * 2048
+"""Pixels segmented at once by :func:`sample_agreement`'s threads: each sample's watershed
+holds about 80 bytes per pixel, so a 2048 x 2048 image runs two at a time (about 0.3 GB more)
+and a 4096 x 4096 image one (its peak memory unchanged)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,8 @@ def sample_agreement(
     Args:
         labels: (H, W) final instance labels.
         sample_labels: T >= 1 (H, W) instance segmentations, one per stochastic sample.
-        workers: Threads (None: one per CPU this process may use, at most T).
+        workers: Threads (None: one per CPU this process may use, at most T and at most
+            :data:`PARALLEL_PIXELS` pixels at once).
 
     Returns:
         The per-nucleus stability and per-sample DSB scores.
@@ -87,7 +93,9 @@ def sample_agreement(
         return match(final, sample, DSB_THRESHOLDS)
 
     n = len(sample_labels)
-    workers = min(n, workers or len(os.sched_getaffinity(0)))
+    if workers is None:
+        workers = min(len(os.sched_getaffinity(0)), PARALLEL_PIXELS // max(labels.size, 1))
+    workers = max(1, min(n, workers))
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(score, range(n)))
