@@ -75,7 +75,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     preset, extra = METHODS[spec["method"]]
-    cfg = config_from_preset(preset, base_channels=spec["width"], **extra)
+    norm = {"norm": spec["norm"]} if spec.get("norm") else {}
+    cfg = config_from_preset(preset, base_channels=spec["width"], **{**extra, **norm})
     model = build_model(cfg, seed=0)
     net = model.members[0] if hasattr(model, "members") else model  # one ensemble member
     net.to(device).train()
@@ -167,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         help="fp32, and/or bf16 autocast (the trainer's default on CPUs with native bf16)",
     )  # fmt: skip
     parser.add_argument(
+        "--norm", choices=["group", "batch"], default=None,
+        help="normalisation layers (default: the preset's, group; the bundled model uses batch)",
+    )  # fmt: skip
+    parser.add_argument(
         "--malloc", nargs="+", default=["tuned"], choices=["default", "tuned"],
         help="glibc allocator as it comes and/or as bayescellseg tunes it",
     )  # fmt: skip
@@ -177,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     base = {
         "batch": args.batch, "crop": args.crop, "steps": args.steps, "warmup": args.warmup,
-        "device": args.device,
+        "device": args.device, "norm": args.norm,
     }  # fmt: skip
     print(f"# Training throughput ({args.device}, {cores} cores, {args.threads or cores} threads, "
-          f"batch {args.batch}, "
+          f"batch {args.batch}, norm {args.norm or 'of the preset'}, "
           f"{args.crop}x{args.crop} patches, {args.steps} timed steps)\n")  # fmt: skip
     rows = []
     for width in args.widths:

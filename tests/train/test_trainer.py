@@ -333,7 +333,24 @@ def test_resume_exports_an_ensemble_stopped_before_its_export(tmp_path, data, mo
     assert [r["member"] for r in _log(tmp_path / "m")] == ["0", "1"]  # nothing trained again
 
 
-def test_cpu_training_uses_the_default_layout_unless_asked() -> None:
-    """channels-last is off by default on CPU (slower for bf16 here), on when asked."""
+def test_cpu_training_layout_follows_amx_unless_asked(monkeypatch) -> None:
+    """channels-last by default on CPUs with AMX only (faster there, slower without AMX)."""
+    import bayescellseg.train.trainer as trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_amx", lambda: False)
     assert _runtime(tiny_config()).channels_last is False
     assert _runtime(tiny_config(channels_last=True)).channels_last is True
+    monkeypatch.setattr(trainer, "cpu_has_amx", lambda: True)
+    assert _runtime(tiny_config()).channels_last is True
+    assert _runtime(tiny_config(channels_last=False)).channels_last is False
+
+
+def test_amx_is_read_from_the_cpu_flags(monkeypatch) -> None:
+    import bayescellseg.model.precision as prec
+
+    monkeypatch.setattr(prec, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert prec.cpu_has_bf16() and not prec.cpu_has_amx()
+    monkeypatch.setattr(prec, "_cpu_flags", lambda: frozenset({"amx_bf16", "amx_tile"}))
+    assert prec.cpu_has_bf16() and prec.cpu_has_amx()
+    monkeypatch.setattr(prec, "_cpu_flags", lambda: frozenset({"avx2"}))
+    assert not prec.cpu_has_bf16() and not prec.cpu_has_amx()
