@@ -59,8 +59,8 @@ def cpu_has_bf16() -> bool:
 def cpu_has_amx() -> bool:
     """True when the CPU has AMX tiles (Intel Sapphire Rapids and later), where oneDNN's
     training kernels run faster in the channels-last layout (measured: 8.5 against 5.6
-    patches/s, ``benchmarks/bench_train.py``); on AVX-512 BF16 without AMX (AMD Zen 4) the
-    default layout was faster (9.8 against 7.3)."""
+    patches/s, ``benchmarks/bench_train.py``); on an earlier AVX-512 BF16 host (an AMD EPYC by
+    the project's notes, so without AMX) the default layout was faster (9.8 against 7.3)."""
     flags = _cpu_flags()
     if flags is None:
         return _capability_has_amx()

@@ -81,7 +81,7 @@ class TrainConfig:
             (AVX-512 BF16 or AMX), off elsewhere.
         channels_last: Use the channels-last memory format for weights and inputs; ``None`` =
             on for CUDA and for CPUs with AMX, off on other CPUs (bf16 training: 8.5 patches/s
-            with, 5.6 without on an AMX Xeon; 7.3 with, 9.8 without on an AVX-512 BF16 EPYC;
+            with, 5.6 without on an AMX Xeon; 7.3 with, 9.8 without on an earlier AVX-512 BF16 host;
             ``benchmarks/bench_train.py``).
         num_threads: ``torch.set_num_threads`` for CPU training; ``None`` leaves torch's default.
         workers: Data-loader worker processes.

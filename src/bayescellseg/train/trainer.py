@@ -215,7 +215,7 @@ def _runtime(config: TrainConfig) -> Runtime:
     bf16 = cpu or torch.cuda.is_bf16_supported()
     dtype = torch.bfloat16 if bf16 else torch.float16
     # channels-last on CUDA and on AMX CPUs (bf16 training 8.5 against 5.6 patches/s on an
-    # Intel Xeon with AMX); an AVX-512 BF16 CPU without AMX (AMD EPYC) ran 9.8 without it
+    # Intel Xeon with AMX); an earlier AVX-512 BF16 host (AMD EPYC, no AMX) ran 9.8 without it
     # against 7.3 with (benchmarks/bench_train.py sweep)
     if config.channels_last is None:
         channels_last = not cpu or cpu_has_amx()
