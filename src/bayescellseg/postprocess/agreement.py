@@ -57,6 +57,12 @@ class SampleAgreement:
         return float(self.sample_scores.mean())
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity on Linux; all CPUs where that is unknown)."""
+    affinity = getattr(os, "sched_getaffinity", None)  # absent on macOS and Windows
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
 def sample_agreement(
     labels: np.ndarray, sample_labels: Sequence[np.ndarray], workers: int | None = None
 ) -> SampleAgreement:
@@ -94,7 +100,7 @@ def sample_agreement(
 
     n = len(sample_labels)
     if workers is None:
-        workers = min(len(os.sched_getaffinity(0)), PARALLEL_PIXELS // max(labels.size, 1))
+        workers = min(_usable_cpus(), PARALLEL_PIXELS // max(labels.size, 1))
     workers = max(1, min(n, workers))
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
