@@ -14,6 +14,7 @@ from bayescellseg.model.layers import (
     VariationalConv2d,
     gaussian_kl,
     kl_divergence,
+    max_pool_2x2,
     row_seeds,
     sampling,
     set_sampling,
@@ -153,3 +154,28 @@ def test_variational_gradients_reach_mu_and_rho() -> None:
     layer(torch.randn(2, 1, 4, 4)).square().sum().backward()
     assert layer.weight_mu.grad.abs().sum() > 0
     assert layer.weight_rho.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 4, 7, 9), (1, 2, 3, 5)])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_max_pool_2x2_equals_the_kernel_without_gradients(shape, channels_last, dtype) -> None:
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x[0, 0, 0, 0] = float("nan")  # propagated, as by the kernel
+    with torch.inference_mode():
+        got = max_pool_2x2(x)
+    expected = F.max_pool2d(x, 2)
+    assert got.shape == expected.shape == (*shape[:2], shape[2] // 2, shape[3] // 2)
+    assert torch.equal(got.isnan(), expected.isnan())
+    assert torch.equal(got.nan_to_num(), expected.nan_to_num())
+    assert max_pool_2x2(x) is not x and x.shape == shape  # input untouched
+
+
+def test_max_pool_2x2_hand_computed_and_kernel_gradients() -> None:
+    x = torch.tensor([[[[1.0, 5.0, 2.0], [3.0, 4.0, 9.0], [7.0, 8.0, 6.0]]]], requires_grad=True)
+    y = max_pool_2x2(x)
+    assert y.tolist() == [[[[5.0]]]]  # the odd last row and column are dropped
+    y.sum().backward()
+    assert x.grad.tolist() == [[[[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]]

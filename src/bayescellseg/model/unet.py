@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bayescellseg.model.config import ModelConfig
-from bayescellseg.model.layers import MCDropout, VariationalConv2d
+from bayescellseg.model.layers import MCDropout, VariationalConv2d, max_pool_2x2
 
 OUT_CHANNELS = 2
 
@@ -109,7 +109,7 @@ class Encoder(nn.Module):
     def stage(self, level: int, h: Tensor) -> Tensor:
         """Max-pool (below level 0) and the conv block of ``level`` (no dropout)."""
         if level > 0:
-            h = F.max_pool2d(h, 2)
+            h = max_pool_2x2(h)
         return self.blocks[level](h)
 
     def forward(self, x: Tensor) -> list[Tensor]:
