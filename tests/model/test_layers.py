@@ -12,6 +12,7 @@ from torch import nn
 from bayescellseg.model.layers import (
     MCDropout,
     VariationalConv2d,
+    channels_last_grad,
     gaussian_kl,
     kl_divergence,
     max_pool_2x2,
@@ -179,3 +180,40 @@ def test_max_pool_2x2_hand_computed_and_kernel_gradients() -> None:
     assert y.tolist() == [[[[5.0]]]]  # the odd last row and column are dropped
     y.sum().backward()
     assert x.grad.tolist() == [[[[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]]
+
+
+def _upsampled_grad(hook: bool, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 4, 5, 6, generator=g)
+    skip = torch.randn(2, 3, 10, 12, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        skip = skip.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    seen = []
+    up = F.interpolate(x, size=(10, 12), mode="bilinear", align_corners=False)
+    if hook:
+        up = channels_last_grad(up)
+    up.register_hook(lambda grad: seen.append(grad))  # runs after the layout hook
+    cat = torch.cat([up, skip], dim=1)
+    (cat * torch.arange(cat.numel(), dtype=cat.dtype).reshape(cat.shape)).sum().backward()
+    return x.grad, seen[0]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channels_last_grad_keeps_values_and_changes_only_the_layout(channels_last) -> None:
+    plain, _ = _upsampled_grad(hook=False, channels_last=channels_last)
+    hooked, grad = _upsampled_grad(hook=True, channels_last=channels_last)
+    torch.testing.assert_close(hooked, plain, rtol=1e-6, atol=1e-4)
+    _, unhooked = _upsampled_grad(hook=False, channels_last=channels_last)
+    assert not unhooked.is_contiguous(memory_format=torch.channels_last)  # a channel slice
+    assert grad.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_channels_last_grad_is_identity_forward_and_skips_tensors_without_grad() -> None:
+    x = torch.randn(1, 2, 3, 3).contiguous(memory_format=torch.channels_last)
+    assert channels_last_grad(x) is x and x._backward_hooks is None
+    y = x.clone().requires_grad_()
+    assert channels_last_grad(y) is y
+    (y * 2).sum().backward()
+    assert torch.equal(y.grad, torch.full_like(y, 2.0))

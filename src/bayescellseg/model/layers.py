@@ -90,6 +90,24 @@ def max_pool_2x2(x: Tensor) -> Tensor:
     return torch.maximum(rows[..., ::2], rows[..., 1::2])
 
 
+def _channels_last(grad: Tensor) -> Tensor:
+    return grad.contiguous(memory_format=torch.channels_last)
+
+
+def channels_last_grad(x: Tensor) -> Tensor:
+    """``x`` itself; when it is channels-last and needs a gradient, that gradient is made
+    channels-last before it flows back into the operation that produced ``x``.
+
+    The gradient of a tensor that is then concatenated arrives as a channel slice of the
+    concatenation's gradient, which the bilinear up-sampling backward reads 3-5x slower than a
+    dense channels-last tensor (8x32x128x128 bf16 up-sampled 2x: 212 ms against 68 ms with
+    the copy).
+    """
+    if x.requires_grad and x.is_contiguous(memory_format=torch.channels_last):
+        x.register_hook(_channels_last)
+    return x
+
+
 class MCDropout(nn.Module):
     """Dropout that stays active in eval mode while sampling is on (Monte Carlo dropout).
 

@@ -39,7 +39,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bayescellseg.model.config import ModelConfig
-from bayescellseg.model.layers import MCDropout, VariationalConv2d, max_pool_2x2
+from bayescellseg.model.layers import (
+    MCDropout,
+    VariationalConv2d,
+    channels_last_grad,
+    max_pool_2x2,
+)
 
 OUT_CHANNELS = 2
 
@@ -149,7 +154,7 @@ class Decoder(nn.Module):
         if skip.shape[0] != h.shape[0]:
             skip = skip.repeat(h.shape[0] // skip.shape[0], 1, 1, 1)
         h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.blocks[j](torch.cat([h, skip], dim=1))
+        return self.blocks[j](torch.cat([channels_last_grad(h), skip], dim=1))
 
     def forward(self, feats: list[Tensor]) -> Tensor:
         """Decode encoder features (level 0..depth) to full-resolution features."""
