@@ -61,14 +61,16 @@ def band_pixels(
 def fit_affine(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
     """``(a, b)`` minimising the NLL of ``sigmoid(a z + b)``, each part weighted equally."""
     z = np.concatenate([p[0] for p in parts])
-    t = np.concatenate([p[1] for p in parts])
+    t = np.concatenate([p[1] for p in parts]).astype(np.float64)
     w = np.concatenate([np.full(len(p[0]), 1.0 / max(len(p[0]), 1)) for p in parts])
 
-    def nll(v: np.ndarray) -> float:
-        q = np.clip(expit(v[0] * z + v[1]), 1e-7, 1 - 1e-7)
-        return float(-np.sum(w * (t * np.log(q) + (~t) * np.log(1 - q))))
+    def nll(v: np.ndarray) -> tuple[float, np.ndarray]:
+        s = v[0] * z + v[1]
+        loss = np.sum(w * (np.logaddexp(0.0, s) - t * s))  # -log-likelihood, stable
+        r = w * (expit(s) - t)
+        return float(loss), np.array([np.sum(r * z), np.sum(r)])
 
-    a, b = minimize(nll, np.array([1.0, 0.0]), method="Nelder-Mead").x
+    a, b = minimize(nll, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B").x
     return float(a), float(b)
 
 
