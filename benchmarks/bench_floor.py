@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import torch
+from bench_predict import _bundled_image  # the sample bench_predict.py --bundled tiles
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -27,11 +28,6 @@ from bayescellseg.data.normalize import normalize
 from bayescellseg.inference.arguments import as_float_rgb
 from bayescellseg.inference.sampling import SamplingOptions, members_of, sample_image
 from bayescellseg.inference.segmenter import Segmenter
-from bayescellseg.io.dsb import read_dsb_sample
-from bayescellseg.samples import sample_root
-
-#: The bundled fluorescence sample that ``bench_predict.py --bundled`` tiles too.
-BUNDLED_SAMPLE = "4d09672bcf5a2661eea00891bbb8191225a06619a849aece37ad10d9dedbde3e"
 
 
 def _best_of(fn, repeats: int) -> float:
@@ -89,13 +85,6 @@ def network_s_per_mpx(segmenter: Segmenter, image: np.ndarray, repeats: int) -> 
     return seconds / (image.shape[0] * image.shape[1] / 1e6)
 
 
-def tiled_sample(size: int) -> np.ndarray:
-    """The bundled sample tiled to size x size (as ``bench_predict.py --bundled``)."""
-    image = read_dsb_sample(sample_root(), BUNDLED_SAMPLE).image
-    reps = (-(-size // image.shape[0]), -(-size // image.shape[1])) + (1,) * (image.ndim - 2)
-    return np.ascontiguousarray(np.tile(image, reps)[:size, :size])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024, help="tiled image side (default 1024)")
@@ -105,7 +94,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     fp32 = Segmenter.load(precision="fp32")
     gflop = network_gflop_per_mpx(members_of(fp32.model))
-    image = tiled_sample(args.size)
+    image = _bundled_image(args.size)
     print(f"bundled model: {len(members_of(fp32.model))} members, {gflop:.0f} GFLOP/Mpx "
           f"(convolutions and matmuls); {args.size}² tiled sample, {args.threads} thread(s)\n")  # fmt: skip
     print("| precision | matmul 2048³ GFLOP/s | best conv 3x3 GFLOP/s | floor s/Mpx (conv peak) "
