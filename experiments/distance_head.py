@@ -13,6 +13,10 @@ representation. The bundled member alone (contour watershed) is the reference.
     python experiments/distance_head.py eval --out runs/dist_head \
         runs/heldout/dsb2018 runs/heldout/tnbc runs/heldout/koyuncu runs/heldout/monuseg
 
+    python experiments/distance_head.py export --out runs/ensemble16_dh runs/dist_head runs/dist_head_m1 ...
+
+``export`` writes the bundled ensemble with the fine-tuned members in place (their distance
+channel dropped, so the folder is an ordinary two-channel model), uncalibrated.
 ``train`` checkpoints every 100 steps and resumes from ``--out``; ``eval`` runs every image once
 at its own scale (no resizing, one pass, bf16 where supported) and prints DSB / AP50 per source
 and decoder.
@@ -42,6 +46,8 @@ from bayescellseg.inference.sampling import members_of
 from bayescellseg.inference.segmenter import Segmenter
 from bayescellseg.io.images import read_image, read_label_image
 from bayescellseg.metrics.matching import match
+from bayescellseg.model.build import Ensemble
+from bayescellseg.model.store import bundled_model_path, load_model, save_model
 from bayescellseg.postprocess.watershed import (
     WatershedParams,
     _fill_holes_per_label,
@@ -156,15 +162,19 @@ def train(args: argparse.Namespace) -> None:
             sums, n, t0 = np.zeros(3), 0, time.perf_counter()
 
 
-def distance_instances(fg: np.ndarray, dist: np.ndarray, core: float, min_size: int = 10) -> np.ndarray:
-    """Watershed of ``-dist`` inside ``fg > 0.5`` from the cores ``dist > core``."""
+def distance_instances(
+    fg: np.ndarray, dist: np.ndarray, core: float, flood: np.ndarray | None = None,
+    min_size: int = 10,
+) -> np.ndarray:
+    """Watershed of ``-flood`` (default ``-dist``) inside ``fg > 0.5`` from the cores
+    ``dist > core``."""
     mask = fg > 0.5
     if not mask.any():
         return np.zeros(fg.shape, np.uint32)
     markers, n = ndi.label((dist > core) & mask)
     if n:
         markers = _remove_small(markers, 4)
-    labels = watershed(-dist, markers=markers, mask=mask)
+    labels = watershed(-(dist if flood is None else flood), markers=markers, mask=mask)
     orphans, n_orphans = ndi.label(mask & (labels == 0))
     if n_orphans:
         labels = np.where(orphans > 0, orphans + int(labels.max()), labels)
@@ -191,7 +201,8 @@ def evaluate(args: argparse.Namespace) -> None:
     net = net.eval().to(memory_format=torch.channels_last)
     cores = args.cores
     names = ["reference contour", "new contour", *[f"new distance {c:g}" for c in cores],
-             *[f"new distance x (1 - contour) {c:g}" for c in cores]]  # fmt: skip
+             *[f"new distance x (1 - contour) {c:g}" for c in cores],
+             *[f"new distance cores, contour flood {c:g}" for c in cores]]  # fmt: skip
     rows = []
     for folder in args.folders:
         for path in sorted((folder / "images").iterdir()):
@@ -206,9 +217,12 @@ def evaluate(args: argparse.Namespace) -> None:
             found[names[1]] = instances_from_maps(fg, 1 / (1 + np.exp(-z[1])), shipped)
             dist = 1 / (1 + np.exp(-z[2]))
             contour = 1 / (1 + np.exp(-z[1]))
-            for c, name in zip(cores + cores, names[2:], strict=True):
-                seed = dist * (1 - contour) if "contour" in name else dist
-                found[name] = distance_instances(fg, seed, c)
+            for c, name in zip(cores * 3, names[2:], strict=True):
+                if "flood" in name:
+                    found[name] = distance_instances(fg, dist, c, flood=fg - contour)
+                else:
+                    seed = dist * (1 - contour) if "contour" in name else dist
+                    found[name] = distance_instances(fg, seed, c)
             for name, labels in found.items():
                 m = match(truth, labels)
                 rows.append({"source": folder.name, "image": path.stem, "decoder": name,
@@ -221,6 +235,33 @@ def evaluate(args: argparse.Namespace) -> None:
     table.to_csv(args.out / "eval_per_image.csv", index=False)
     summary = table.groupby(["decoder", "source"])[["dsb", "ap50", "n_pred", "n_true"]].mean()
     print(summary.round(3).to_string())
+
+
+def export(args: argparse.Namespace) -> None:
+    """The fine-tuned members, back to the package's two channels, as one ensemble folder."""
+    loaded = load_model(bundled_model_path())
+    members = members_of(loaded.model)
+    runs = []
+    for run in args.runs:
+        record = json.loads((run / "run.json").read_text())
+        k = int(record["member"])
+        net = with_distance_head(members[k])
+        net.load_state_dict(torch.load(run / "checkpoint.pt", weights_only=False)["model"])
+        head = nn.Conv2d(net.head.conv.in_channels, 2, 1)
+        with torch.no_grad():
+            head.weight.copy_(net.head.conv.weight[:2])
+            head.bias.copy_(net.head.conv.bias[:2])
+        net.head.conv = head
+        members[k] = net
+        runs.append({"member": k, "run": str(run), "steps": record["steps"],
+                     "batch": record["batch"], "lr": record["lr"], "seed": record["seed"],
+                     "distance_weight": record["distance_weight"]})  # fmt: skip
+    extras = dict(loaded.extras)
+    training = dict(extras["training"])
+    training["fine_tuned_with_distance_head"] = runs
+    extras = {"training": training, "nucleus_diameter": extras["nucleus_diameter"]}
+    save_model(args.out, Ensemble(nn.ModuleList(members)), loaded.config, extras)
+    print(f"wrote {args.out} ({len(runs)} fine-tuned member(s))")
 
 
 def main() -> None:
@@ -242,8 +283,11 @@ def main() -> None:
     e.add_argument("--member", type=int, default=0)
     e.add_argument("--cores", type=float, nargs="+", default=[0.4, 0.5, 0.6])
     e.add_argument("--threads", type=int, default=2)
+    x = sub.add_parser("export")
+    x.add_argument("--out", type=Path, required=True)
+    x.add_argument("runs", type=Path, nargs="+")
     args = parser.parse_args()
-    train(args) if args.command == "train" else evaluate(args)
+    {"train": train, "eval": evaluate, "export": export}[args.command](args)
 
 
 if __name__ == "__main__":
