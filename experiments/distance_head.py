@@ -163,7 +163,10 @@ def train(args: argparse.Namespace) -> None:
 
 
 def distance_instances(
-    fg: np.ndarray, dist: np.ndarray, core: float, flood: np.ndarray | None = None,
+    fg: np.ndarray,
+    dist: np.ndarray,
+    core: float,
+    flood: np.ndarray | None = None,
     min_size: int = 10,
 ) -> np.ndarray:
     """Watershed of ``-flood`` (default ``-dist``) inside ``fg > 0.5`` from the cores
