@@ -25,15 +25,18 @@ and decoder.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
+from scipy.special import expit
 from skimage.segmentation import watershed
 from torch import nn
 
@@ -42,6 +45,7 @@ from bayescellseg.data.dataset import CropDataset
 from bayescellseg.data.normalize import normalize
 from bayescellseg.data.targets import make_targets
 from bayescellseg.inference.arguments import as_float_rgb
+from bayescellseg.inference.recalibrate import tempered
 from bayescellseg.inference.sampling import members_of
 from bayescellseg.inference.segmenter import Segmenter
 from bayescellseg.io.images import read_image, read_label_image
@@ -92,10 +96,6 @@ def with_distance_head(member: nn.Module) -> nn.Module:
     return member
 
 
-def bundled_member(k: int = 0) -> nn.Module:
-    return members_of(Segmenter.load(precision="fp32").model)[k]
-
-
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -109,7 +109,9 @@ def train(args: argparse.Namespace) -> None:
         data.train, crop=256, seed=args.seed, length=args.steps * args.batch,
         weights=data.weights, scale_range=(0.5, 2.0),
     )  # fmt: skip
-    net = with_distance_head(bundled_member(args.member)).to(memory_format=torch.channels_last)
+    net = with_distance_head(members_of(seg.model)[args.member]).to(
+        memory_format=torch.channels_last
+    )
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     warm = max(1, args.steps // 20)
 
@@ -195,45 +197,37 @@ def logits_of(net: nn.Module, image: np.ndarray, mode: str) -> np.ndarray:
 
 def evaluate(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    seg = Segmenter.load()
+    seg = Segmenter.load(precision="fp32")
     mode, temp, bias = seg.config.normalization, seg.extras["temperature"], seg.extras["logit_bias"]
     shipped = WatershedParams.from_dict(seg.extras["postprocess"])
-    reference = bundled_member(args.member).eval().to(memory_format=torch.channels_last)
-    net = with_distance_head(bundled_member(args.member))
+    member = members_of(seg.model)[args.member]
+    net = with_distance_head(copy.deepcopy(member))
     net.load_state_dict(torch.load(args.out / "checkpoint.pt", weights_only=False)["model"])
+    reference = member.eval().to(memory_format=torch.channels_last)
     net = net.eval().to(memory_format=torch.channels_last)
-    cores = args.cores
-    names = ["reference contour", "new contour", *[f"new distance {c:g}" for c in cores],
-             *[f"new distance x (1 - contour) {c:g}" for c in cores],
-             *[f"new distance cores, contour flood {c:g}" for c in cores]]  # fmt: skip
     rows = []
     for folder in args.folders:
         for path in sorted((folder / "images").iterdir()):
             image = read_image(path)
             truth = read_label_image(next((folder / "labels").glob(path.stem + ".*")))
-            found = {}
             z = logits_of(reference, image, mode)
-            fg = 1 / (1 + np.exp(-(z[0] / temp + bias)))
-            found[names[0]] = instances_from_maps(fg, 1 / (1 + np.exp(-z[1])), shipped)
+            found = {"reference contour": instances_from_maps(
+                tempered(z[0], temp, bias), expit(z[1]), shipped)}  # fmt: skip
             z = logits_of(net, image, mode)
-            fg = 1 / (1 + np.exp(-(z[0] / temp + bias)))
-            found[names[1]] = instances_from_maps(fg, 1 / (1 + np.exp(-z[1])), shipped)
-            dist = 1 / (1 + np.exp(-z[2]))
-            contour = 1 / (1 + np.exp(-z[1]))
-            for c, name in zip(cores * 3, names[2:], strict=True):
-                if "flood" in name:
-                    found[name] = distance_instances(fg, dist, c, flood=fg - contour)
-                else:
-                    seed = dist * (1 - contour) if "contour" in name else dist
-                    found[name] = distance_instances(fg, seed, c)
+            fg, contour, dist = tempered(z[0], temp, bias), expit(z[1]), expit(z[2])
+            found["new contour"] = instances_from_maps(fg, contour, shipped)
+            for c in args.cores:
+                found[f"new distance {c:g}"] = distance_instances(fg, dist, c)
+                found[f"new distance x (1 - contour) {c:g}"] = distance_instances(
+                    fg, dist * (1 - contour), c)  # fmt: skip
+                found[f"new distance cores, contour flood {c:g}"] = distance_instances(
+                    fg, dist, c, flood=fg - contour)  # fmt: skip
             for name, labels in found.items():
                 m = match(truth, labels)
                 rows.append({"source": folder.name, "image": path.stem, "decoder": name,
                              "dsb": m.score, "ap50": m.at(0.5)["precision"],
                              "n_pred": int(labels.max()), "n_true": int(truth.max())})  # fmt: skip
         print(f"done {folder.name}", flush=True)
-    import pandas as pd
-
     table = pd.DataFrame(rows)
     table.to_csv(args.out / "eval_per_image.csv", index=False)
     summary = table.groupby(["decoder", "source"])[["dsb", "ap50", "n_pred", "n_true"]].mean()
