@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -99,7 +101,7 @@ def with_distance_head(member: nn.Module) -> nn.Module:
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    seg = Segmenter.load()
+    seg = Segmenter.load(args.init)
     stored = dict(seg.extras["training"]["config"])
     stored.update(init_from=None, cache_dir=str(args.cache_dir), progress=False)
     config = TrainConfig.from_dict(stored)
@@ -197,7 +199,7 @@ def logits_of(net: nn.Module, image: np.ndarray, mode: str) -> np.ndarray:
 
 def evaluate(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    seg = Segmenter.load(precision="fp32")
+    seg = Segmenter.load(args.init, precision="fp32")
     mode, temp, bias = seg.config.normalization, seg.extras["temperature"], seg.extras["logit_bias"]
     shipped = WatershedParams.from_dict(seg.extras["postprocess"])
     member = members_of(seg.model)[args.member]
@@ -234,11 +236,34 @@ def evaluate(args: argparse.Namespace) -> None:
     print(summary.round(3).to_string())
 
 
+STAGE_FILES = ("training_config.json", "train_log.csv", "training_curve.png", "train_log_init.csv",
+               "split.json")  # fmt: skip
+
+
+def step_log(run: Path, member: int) -> list[dict[str, float]]:
+    """The rows of a run's ``train.log`` (one per 100 steps) as numbers."""
+    rows = []
+    for line in (run / "train.log").read_text().splitlines():
+        words = line.split()
+        if words[:1] != ["step"]:
+            continue
+        rows.append({"member": member, "step": int(words[1].split("/")[0]),
+                     "loss": float(words[3]), "seg": float(words[5]), "dist": float(words[7]),
+                     "lr": float(words[9]), "patches_per_s": float(words[10])})  # fmt: skip
+    return rows
+
+
 def export(args: argparse.Namespace) -> None:
-    """The fine-tuned members, back to the package's two channels, as one ensemble folder."""
-    loaded = load_model(bundled_model_path())
+    """The fine-tuned members, back to the package's two channels, as one ensemble folder.
+
+    Beside the model: ``finetune.json`` (each run's settings and the init weights' sha256),
+    ``finetune_log.csv`` (the runs' step logs) and the init folder's own training record
+    (``STAGE_FILES``: how the weights fine-tuned here were trained), copied unchanged.
+    """
+    init = Path(args.init) if args.init else bundled_model_path()
+    loaded = load_model(init)
     members = members_of(loaded.model)
-    runs = []
+    runs, log = [], []
     for run in args.runs:
         record = json.loads((run / "run.json").read_text())
         k = int(record["member"])
@@ -253,12 +278,22 @@ def export(args: argparse.Namespace) -> None:
         runs.append({"member": k, "run": str(run), "steps": record["steps"],
                      "batch": record["batch"], "lr": record["lr"], "seed": record["seed"],
                      "distance_weight": record["distance_weight"]})  # fmt: skip
+        log += step_log(run, k)
     extras = dict(loaded.extras)
     training = dict(extras["training"])
     training["fine_tuned_with_distance_head"] = runs
     extras = {"training": training, "nucleus_diameter": extras["nucleus_diameter"]}
     save_model(args.out, Ensemble(nn.ModuleList(members)), loaded.config, extras)
-    print(f"wrote {args.out} ({len(runs)} fine-tuned member(s))")
+    digest = hashlib.sha256((init / "weights.safetensors").read_bytes()).hexdigest()
+    record = {"script": "experiments/distance_head.py", "init_weights_sha256": digest,
+              "crop": 256, "scale_range": [0.5, 2.0], "schedule": "AdamW wd 1e-4, 5 % warm-up, cosine",
+              "precision": "bf16 autocast, channels_last", "runs": runs}  # fmt: skip
+    (args.out / "finetune.json").write_text(json.dumps(record, indent=1) + "\n")
+    pd.DataFrame(log).to_csv(args.out / "finetune_log.csv", index=False)
+    for name in STAGE_FILES:
+        if (init / name).is_file():
+            shutil.copyfile(init / name, args.out / name)
+    print(f"wrote {args.out} ({len(runs)} fine-tuned member(s), init {init})")
 
 
 def main() -> None:
@@ -283,6 +318,9 @@ def main() -> None:
     x = sub.add_parser("export")
     x.add_argument("--out", type=Path, required=True)
     x.add_argument("runs", type=Path, nargs="+")
+    for p in (t, e, x):
+        p.add_argument("--init", type=Path, default=None,
+                       help="model folder fine-tuned (default: the bundled model)")  # fmt: skip
     args = parser.parse_args()
     {"train": train, "eval": evaluate, "export": export}[args.command](args)
 

@@ -6,7 +6,9 @@
 # third, when the weights are not MIT, is their licence, recorded as "licence" in config.json
 # (predict prints it). A model fine-tuned from another folder (init_from) also gets that
 # folder's training log, as train_log_init.csv (init_from "bundled": the default model's log,
-# taken before it is overwritten). MODEL_CARD.md (and a LICENSE file) are written by hand.
+# taken before it is overwritten), unless MODEL_DIR has its own train_log_init.csv. A folder
+# from `experiments/distance_head.py export` also brings finetune.json and finetune_log.csv.
+# MODEL_CARD.md (and a LICENSE file) are written by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=${1:?usage: experiments/ship_model.sh MODEL_DIR [NAME [LICENCE]]}
@@ -19,12 +21,17 @@ init=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1])).get('init_
 [ "$init" = "bundled" ] && init=$root/nuclei
 tmp_init=$(mktemp)
 trap 'rm -f "$tmp_init"' EXIT
-[ -n "$init" ] && cp "$init/train_log.csv" "$tmp_init"
+if [ -f "$src/train_log_init.csv" ]; then
+  cp "$src/train_log_init.csv" "$tmp_init"
+  init=own
+elif [ -n "$init" ]; then
+  cp "$init/train_log.csv" "$tmp_init"
+fi
 for f in config.json weights.safetensors train_log.csv training_curve.png training_config.json; do
   cp "$src/$f" "$dst/$f"
 done
 # the split, calibration and trust models of these weights, or none: never an older model's
-for f in split.json calibration.json trust.json; do
+for f in split.json calibration.json trust.json finetune.json finetune_log.csv; do
   rm -f "$dst/$f"
   [ -f "$src/$f" ] && cp "$src/$f" "$dst/$f"
 done
