@@ -131,8 +131,8 @@ def train(args: argparse.Namespace) -> None:
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         start = state["step"]
-    (args.out / "run.json").write_text(json.dumps({**vars(args), "out": str(args.out),
-                                                   "cache_dir": str(args.cache_dir)}, indent=1))  # fmt: skip
+    record = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    (args.out / "run.json").write_text(json.dumps(record, indent=1))
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(crops, range(start * args.batch, args.steps * args.batch)),
         batch_size=args.batch, num_workers=0, drop_last=True,
