@@ -126,3 +126,22 @@ def test_opt_in_nc_model_carries_its_licence() -> None:
     sample = read_dsb_sample(sample_root(), SMALL_SAMPLE)
     result = seg.predict(sample.image, seed=0)
     assert dsb_score(sample.labels, result.labels) > 0.5
+
+
+def test_opt_in_nc_model_has_its_own_trust_models() -> None:
+    """``nuclei-nc``'s trust.json: fitted on its own held-out images, MoNuSeg's 8 included (the
+    folder carries that licence already), and it gives this model's images signals."""
+    from bayescellseg.trust import load_trust, trust_signals
+
+    seg = Segmenter.load("nuclei-nc")
+    trust = load_trust(bundled_model_path("nuclei-nc"))
+    assert trust is not None and trust.provenance["fitted_on"] == "held-out images only"
+    assert trust.provenance["sources"] == {"dsb2018": 130, "koyuncu": 41, "monuseg": 8, "tnbc": 9}
+    assert "CC BY-NC-SA" in trust.provenance["licences"]["monuseg"]
+    sample = read_dsb_sample(sample_root(), SMALL_SAMPLE)
+    result = seg.predict(sample.image, seed=0)
+    signals = trust_signals(result, trust, seg.params.fg_threshold)
+    truth = dsb_score(sample.labels, result.labels)
+    assert signals.predicted_score_low <= truth <= signals.predicted_score_high
+    assert signals.p_correct.shape == (len(result.nuclei),)
+    assert not signals.ood
